@@ -1,0 +1,24 @@
+//! The shared guest library of session-archiver policies.
+//!
+//! Everything that is not a *decision* lives here so that every policy reuses it: the one set of
+//! WIT bindings, gzip framing on `miniz_oxide`, the streaming line counter, typed meta access, chunked
+//! copies over the host imports, and the archive/restore/export/recover/sweep operations. A policy
+//! crate supplies only its [`ops::Decisions`] and calls [`export!`] on its `Guest` impl.
+
+pub mod gzip;
+pub mod lines;
+pub mod meta;
+
+/// The one `wit_bindgen::generate!` of the `archive-policy` world, shared by every policy crate so
+/// they all speak the same generated types.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        // See build.rs: a copy of ../../wit with `%list` escaped.
+        path: "wit-escaped",
+        world: "archive-policy",
+        pub_export_macro: true,
+        default_bindings_module: "archiver_kit::bindings",
+        additional_derives: [PartialEq],
+    });
+}
