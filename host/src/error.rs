@@ -1,0 +1,185 @@
+//! The host library's error type: what failed, on which session, with which policy.
+
+use std::fmt;
+
+use crate::bindings::guest;
+use crate::store::StoreError;
+
+/// The error a policy returned, as generated from the WIT `policy.error` variant.
+pub type PolicyError = guest::Error;
+
+/// A policy operation, for error messages and progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    Info,
+    ValidateConfig,
+    Archive,
+    Restore,
+    Export,
+    Plan,
+    Sweep,
+    Prune,
+    Recover,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Info => "info",
+            Op::ValidateConfig => "validate-config",
+            Op::Archive => "archive",
+            Op::Restore => "restore",
+            Op::Export => "export",
+            Op::Plan => "plan",
+            Op::Sweep => "sweep",
+            Op::Prune => "prune",
+            Op::Recover => "recover",
+        })
+    }
+}
+
+/// Which sandbox limit stopped a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitKind {
+    /// The per-operation deadline, or the stall rule (no host call for too long).
+    Deadline,
+    /// The linear-memory cap.
+    Memory,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Deadline => "deadline",
+            LimitKind::Memory => "memory",
+        })
+    }
+}
+
+/// `" on <target>"` or nothing, for messages.
+struct On<'a>(&'a Option<String>);
+
+impl fmt::Display for On<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(t) => write!(f, " on {t:?}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Renders a WIT policy error for people ("not found: abc", "pruned at 1700000000000 ms").
+pub fn describe_policy_error(e: &PolicyError) -> String {
+    match e {
+        PolicyError::InvalidConfig(m) => format!("invalid config: {m}"),
+        PolicyError::Invalid(m) => format!("invalid argument: {m}"),
+        PolicyError::NotFound(m) => format!("not found: {m}"),
+        PolicyError::NotArchived(m) => format!("not archived: {m}"),
+        PolicyError::Pruned(at) => format!("its only archive was pruned at {at} ms"),
+        PolicyError::InvalidMeta(m) => format!("invalid meta: {m}"),
+        PolicyError::Corrupt(m) => format!("corrupt archive: {m}"),
+        PolicyError::TooLarge(m) => format!("too large: {m}"),
+        PolicyError::Conflict(m) => format!("conflict: {m}"),
+        PolicyError::Busy(m) => format!("busy: {m}"),
+        PolicyError::Io(m) => format!("i/o error: {m}"),
+    }
+}
+
+/// Everything the [`Archiver`](crate::archiver::Archiver) and the
+/// [`Runtime`](crate::runtime::Runtime) can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiverError {
+    /// The policy file could not be read, is not WebAssembly, or failed to compile.
+    #[error("cannot load policy {label}: {msg}")]
+    Load { label: String, msg: String },
+    /// A core wasm module where a component is needed.
+    #[error(
+        "{label} is a core WebAssembly module, not a component (turn it into one with \
+         wit-component, e.g. `cargo xtask build-policies`)"
+    )]
+    NotAComponent { label: String },
+    /// A component built for a different world (other imports, or no `policy` export).
+    #[error("{label} targets another world, not session-archiver:policy/archive-policy: {detail}")]
+    WrongWorld { label: String, detail: String },
+    /// A component built against another version of this project's WIT.
+    #[error("{label} was built for WIT {found}, but this host implements {expected}: {detail}")]
+    Incompatible {
+        label: String,
+        found: String,
+        expected: String,
+        detail: String,
+    },
+    /// The policy trapped (a guest bug, a panic, misuse of an import, a host-requested halt).
+    #[error("policy {policy} trapped in {op}{}: {msg}", On(target))]
+    Trap {
+        policy: String,
+        op: Op,
+        target: Option<String>,
+        msg: String,
+    },
+    /// The policy was stopped by a sandbox limit.
+    #[error(
+        "policy {policy} exceeded its {which} limit in {op}{}: {msg}",
+        On(target)
+    )]
+    Limit {
+        policy: String,
+        op: Op,
+        target: Option<String>,
+        which: LimitKind,
+        msg: String,
+    },
+    /// The policy returned an error.
+    #[error(
+        "policy {policy} failed {op}{}: {}",
+        On(target),
+        describe_policy_error(error)
+    )]
+    Policy {
+        policy: String,
+        op: Op,
+        target: Option<String>,
+        error: PolicyError,
+    },
+    /// A host store failed outside any policy call.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Another operation holds this session's lock and the caller asked not to wait.
+    #[error("session {id:?} is locked by another operation")]
+    Locked { id: String },
+    /// A host-side I/O failure (lock files, the compile cache directory).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl ArchiverError {
+    /// The WIT error the policy returned, if that is what this is.
+    pub fn policy_error(&self) -> Option<&PolicyError> {
+        match self {
+            ArchiverError::Policy { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// A short stable code for scripts (`--json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ArchiverError::Load { .. } => "load",
+            ArchiverError::NotAComponent { .. } => "not-a-component",
+            ArchiverError::WrongWorld { .. } => "wrong-world",
+            ArchiverError::Incompatible { .. } => "incompatible",
+            ArchiverError::Trap { .. } => "trap",
+            ArchiverError::Limit { .. } => "limit",
+            ArchiverError::Policy { .. } => "policy",
+            ArchiverError::Store(_) => "store",
+            ArchiverError::Locked { .. } => "locked",
+            ArchiverError::Io { .. } => "io",
+        }
+    }
+}

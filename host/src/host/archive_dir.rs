@@ -1,0 +1,150 @@
+//! `session-archiver:policy/archive-dir`: the archive directory capability, delegated to
+//! [`ArchiveDir`]; the `writer` and `reader` resources live in the store's `ResourceTable`.
+
+use wasmtime::component::Resource;
+
+use super::{check_chunk, HostError, HostState};
+use crate::archive_dir::{self, ArchiveReader, ArchiveWriter};
+use crate::bindings::session_archiver::policy::archive_dir::{
+    Entry, Error, Host, HostReader, HostWriter,
+};
+use crate::store::StoreError;
+
+/// The host side of a guest's `writer`: `None` once committed or aborted, so a later call is an
+/// `invalid` error rather than a use of a consumed writer.
+pub struct WriterResource(Option<Box<dyn ArchiveWriter>>);
+
+/// The host side of a guest's `reader`.
+pub struct ReaderResource(Box<dyn ArchiveReader>);
+
+fn to_wit(e: archive_dir::Entry) -> Entry {
+    Entry {
+        name: e.name,
+        size: e.size,
+        modified_ms: e.modified_ms,
+    }
+}
+
+/// Names are validated here as well as in the backend: the guest is untrusted and a backend
+/// written later must not be the only gate.
+fn check_name(name: &str) -> Result<(), HostError> {
+    Ok(archive_dir::validate_name(name)?)
+}
+
+fn consumed() -> HostError {
+    HostError::invalid("writer used after commit or abort")
+}
+
+impl HostWriter for HostState {
+    fn write(&mut self, w: Resource<WriterResource>, chunk: Vec<u8>) -> Result<(), HostError> {
+        self.call(|s| {
+            check_chunk(chunk.len(), "archive writer chunk")?;
+            let writer = s.table.get_mut(&w)?.0.as_mut().ok_or_else(consumed)?;
+            Ok(writer.write(&chunk)?)
+        })
+    }
+
+    fn commit(&mut self, w: Resource<WriterResource>) -> Result<Entry, HostError> {
+        self.call(|s| {
+            let writer = s.table.get_mut(&w)?.0.take().ok_or_else(consumed)?;
+            Ok(to_wit(writer.commit()?))
+        })
+    }
+
+    fn abort(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<()> {
+        self.call(|s| {
+            if let Some(writer) = s.table.get_mut(&w)?.0.take() {
+                writer.abort();
+            }
+            Ok(())
+        })
+    }
+
+    fn drop(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<()> {
+        // Dropping an uncommitted writer discards its temp file (the backend's Drop does it).
+        self.call(|s| {
+            s.table.delete(w)?;
+            Ok(())
+        })
+    }
+}
+
+impl HostReader for HostState {
+    fn read(&mut self, r: Resource<ReaderResource>, max: u32) -> Result<Vec<u8>, HostError> {
+        self.call(|s| {
+            check_chunk(max as usize, "archive reader max")?;
+            Ok(s.table.get_mut(&r)?.0.read(max as usize)?)
+        })
+    }
+
+    fn size(&mut self, r: Resource<ReaderResource>) -> wasmtime::Result<u64> {
+        self.call(|s| Ok(s.table.get(&r)?.0.size()))
+    }
+
+    fn drop(&mut self, r: Resource<ReaderResource>) -> wasmtime::Result<()> {
+        self.call(|s| {
+            s.table.delete(r)?;
+            Ok(())
+        })
+    }
+}
+
+impl Host for HostState {
+    fn list(&mut self) -> Result<Vec<Entry>, HostError> {
+        self.call(|s| {
+            Ok(s.stores
+                .archive_dir
+                .list()?
+                .into_iter()
+                .map(to_wit)
+                .collect())
+        })
+    }
+
+    fn stat(&mut self, name: String) -> Result<Option<Entry>, HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            Ok(s.stores.archive_dir.stat(&name)?.map(to_wit))
+        })
+    }
+
+    fn create(&mut self, name: String) -> Result<Resource<WriterResource>, HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            let writer = s.stores.archive_dir.create(&name)?;
+            Ok(s.table.push(WriterResource(Some(writer)))?)
+        })
+    }
+
+    fn open(&mut self, name: String) -> Result<Resource<ReaderResource>, HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            let reader = s.stores.archive_dir.open(&name)?;
+            Ok(s.table.push(ReaderResource(reader))?)
+        })
+    }
+
+    fn remove(&mut self, name: String) -> Result<(), HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            Ok(s.stores.archive_dir.remove(&name)?)
+        })
+    }
+
+    fn path(&mut self, name: String) -> Result<String, HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            Ok(s.stores.archive_dir.path(&name)?)
+        })
+    }
+
+    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<Error> {
+        Ok(match err.into_store_error()? {
+            StoreError::NotFound(m) => Error::NotFound(m),
+            StoreError::InvalidName(m) => Error::InvalidName(m),
+            StoreError::Invalid(m) => Error::Invalid(m),
+            StoreError::Io(m) => Error::Io(m),
+            other => Error::Io(other.to_string()),
+        })
+    }
+}

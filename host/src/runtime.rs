@@ -1,0 +1,618 @@
+//! The wasmtime runtime: one `Engine` and one `Linker` built once, sandbox limits, the compiled
+//! component cache, and loading (with clear errors for files that are not our policies).
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, OptLevel, Store, UpdateDeadline};
+
+use crate::archive_dir::{ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
+use crate::bindings::{guest, ArchivePolicy, ArchivePolicyPre, WIT_PACKAGE, WIT_VERSION};
+use crate::error::{ArchiverError, LimitKind, Op, PolicyError};
+use crate::host::{HostState, HostTrap, Stores};
+use crate::policy::LoadedPolicy;
+use crate::store::{
+    FileOpts, FileStat, FileStore, Meta, Object, ObjectStore, Page, StoreError, SystemClock,
+};
+
+/// Sandbox limits for every policy call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Cap on a policy instance's linear memory (default 256 MiB).
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one operation, host calls included (default 10 min: a multi-GiB
+    /// session archives in well under that).
+    pub deadline: Duration,
+    /// Trap a guest that computes this long without calling any import (default 30 s): a
+    /// streaming policy calls the host every chunk, so a long silence means a loop.
+    pub stall: Option<Duration>,
+    /// How often the epoch ticks, i.e. the granularity of both limits (default 10 ms).
+    pub tick: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            deadline: Duration::from_secs(600),
+            stall: Some(Duration::from_secs(30)),
+            tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Where compiled components are cached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CacheSetting {
+    /// `$XDG_CACHE_HOME/session-archiver`, else `~/.cache/session-archiver`, else no cache.
+    #[default]
+    Default,
+    /// This directory (created when missing).
+    Dir(PathBuf),
+    /// Always compile.
+    Disabled,
+}
+
+impl CacheSetting {
+    /// The directory this setting resolves to, if any.
+    pub fn resolve(&self) -> Option<PathBuf> {
+        match self {
+            CacheSetting::Disabled => None,
+            CacheSetting::Dir(d) => Some(d.clone()),
+            CacheSetting::Default => std::env::var_os("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|d| d.join("session-archiver")),
+        }
+    }
+}
+
+/// How the runtime is built.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    pub limits: Limits,
+    pub cache: CacheSetting,
+}
+
+/// Compile-cache counters since the runtime was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Loads served from the cache (no compile).
+    pub hits: u64,
+    /// Loads that ran Cranelift.
+    pub compiles: u64,
+}
+
+/// The engine, linker and limits shared by every policy and operation.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    hits: AtomicU64,
+    compiles: AtomicU64,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wasm_err(label: &str, what: &str, e: wasmtime::Error) -> ArchiverError {
+    ArchiverError::Load {
+        label: label.to_string(),
+        msg: format!("{what}: {e:#}"),
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (component model, epoch interruption), links every host interface
+    /// and starts the epoch ticker thread.
+    pub fn new(options: RuntimeOptions) -> Result<Self, ArchiverError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Epochs rather than fuel: a ticker thread costs nothing per instruction, and wall-clock
+        // deadlines are what users configure.
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| wasm_err("engine", "config", e))?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        ArchivePolicy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| wasm_err("linker", "adding host interfaces", e))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop, tick) = (engine.clone(), stop.clone(), options.limits.tick);
+            std::thread::Builder::new()
+                .name("archiver-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| ArchiverError::Io {
+                    what: "spawning the epoch ticker".into(),
+                    source: e,
+                })?
+        };
+        Ok(Runtime {
+            engine,
+            linker,
+            limits: options.limits,
+            cache_dir: options.cache.resolve(),
+            hits: AtomicU64::new(0),
+            compiles: AtomicU64::new(0),
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The limits every operation runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The compile cache directory, if caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// Cache hits and compiles so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            compiles: self.compiles.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads, compiles (or fetches from cache), links and checks the policy at `path`.
+    pub fn load_file(&self, path: &Path) -> Result<LoadedPolicy, ArchiverError> {
+        let label = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| ArchiverError::Load {
+            label: label.clone(),
+            msg: format!("cannot read the file: {e}"),
+        })?;
+        let mut policy = self.load_bytes(&bytes, &label)?;
+        policy.path = Some(path.to_path_buf());
+        Ok(policy)
+    }
+
+    /// Like [`Runtime::load_file`] for bytes in memory; `label` names them in errors.
+    pub fn load_bytes(&self, bytes: &[u8], label: &str) -> Result<LoadedPolicy, ArchiverError> {
+        check_header(bytes, label)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (component, from_cache) = self.compile(bytes, &sha256, label)?;
+        let pre = self.link(&component, label)?;
+        let info = self.call_info(&pre, label)?;
+        tracing::debug!(policy = %info.name, version = %info.version, from_cache, "loaded {label}");
+        Ok(LoadedPolicy {
+            info,
+            sha256,
+            path: None,
+            label: label.to_string(),
+            from_cache,
+            pre,
+        })
+    }
+
+    /// The cache file for these bytes under this engine's configuration.
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut h = ShaHasher(Sha256::new());
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_hash = hex::encode(&h.0.finalize()[..8]);
+        Some(dir.join(format!("{sha256}-{engine_hash}.cwasm")))
+    }
+
+    fn compile(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        label: &str,
+    ) -> Result<(Component, bool), ArchiverError> {
+        let cache = self.cache_path(sha256);
+        if let Some(path) = cache.as_ref().filter(|p| p.is_file()) {
+            // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. It is: we
+            // wrote it (below) into our cache directory, under a name keyed by the SHA-256 of the
+            // source and this engine's compatibility hash, via write-then-rename so it is never
+            // seen half-written. wasmtime still checks its header and version and errors (we then
+            // recompile) on mismatch.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(c) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((c, true));
+                }
+                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| wasm_err(label, "not a valid component", e))?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        if let Some(path) = cache {
+            if let Err(e) = write_cache(&component, &path) {
+                tracing::warn!("cannot write compile cache {}: {e}", path.display());
+            }
+        }
+        Ok((component, false))
+    }
+
+    /// Links the component and checks it is an `archive-policy`; on failure, says why.
+    fn link(
+        &self,
+        component: &Component,
+        label: &str,
+    ) -> Result<ArchivePolicyPre<HostState>, ArchiverError> {
+        let linked = self
+            .linker
+            .instantiate_pre(component)
+            .and_then(ArchivePolicyPre::new);
+        linked.map_err(|e| self.diagnose(component, label, e))
+    }
+
+    /// Explains a link failure from the component's import and export names.
+    fn diagnose(&self, component: &Component, label: &str, err: wasmtime::Error) -> ArchiverError {
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let expected = format!("{WIT_PACKAGE}@{WIT_VERSION}");
+        let other_version = imports
+            .iter()
+            .chain(&exports)
+            .filter_map(|n| split_ours(n))
+            .find(|(_, v)| *v != WIT_VERSION);
+        if let Some((_, found)) = other_version {
+            return ArchiverError::Incompatible {
+                label: label.to_string(),
+                found: format!("{WIT_PACKAGE}@{found}"),
+                expected,
+                detail: format!("imports {imports:?}, exports {exports:?}"),
+            };
+        }
+        let foreign: Vec<&String> = imports
+            .iter()
+            .filter(|n| !split_ours(n).is_some_and(|(i, _)| IMPORTS.contains(&i)))
+            .collect();
+        if !foreign.is_empty() {
+            return ArchiverError::WrongWorld {
+                label: label.to_string(),
+                detail: format!("it imports {foreign:?}, which this host does not provide"),
+            };
+        }
+        let policy_export = format!("{WIT_PACKAGE}/policy@{WIT_VERSION}");
+        if !exports.contains(&policy_export) {
+            return ArchiverError::WrongWorld {
+                label: label.to_string(),
+                detail: format!("it does not export {policy_export} (it exports {exports:?})"),
+            };
+        }
+        ArchiverError::Incompatible {
+            label: label.to_string(),
+            found: expected.clone(),
+            expected,
+            detail: format!("its functions do not match this host's: {err:#}"),
+        }
+    }
+
+    /// Instantiates once and calls `info`: a policy that cannot say who it is is rejected.
+    fn call_info(
+        &self,
+        pre: &ArchivePolicyPre<HostState>,
+        label: &str,
+    ) -> Result<guest::PolicyInfo, ArchiverError> {
+        let state = HostState::new(null_stores(), Arc::from(label), self.limits.memory_bytes);
+        let mut store = self.new_store(state);
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|p| p.session_archiver_policy_policy().call_info(&mut store));
+        result.map_err(|e| classify_trap(e, &store, label, Op::Info, None))
+    }
+
+    /// A fresh store with the memory cap and the deadline/stall rule installed.
+    pub(crate) fn new_store(&self, state: HostState) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let (deadline, stall) = (self.limits.deadline, self.limits.stall);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            let state = ctx.data();
+            let now = Instant::now();
+            if now.duration_since(state.started) > deadline {
+                return Err(wasmtime::Error::new(HostTrap::Deadline(deadline)));
+            }
+            if let Some(stall) = stall {
+                if now.duration_since(state.last_progress) > stall {
+                    return Err(wasmtime::Error::new(HostTrap::Stall(stall)));
+                }
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store
+    }
+
+    /// Runs one policy operation on a fresh instance of `policy` and maps every failure to an
+    /// [`ArchiverError`] naming the policy, the operation and the target. Returns the result
+    /// and the bytes written to the export sink.
+    pub(crate) fn run<R>(
+        &self,
+        policy: &LoadedPolicy,
+        stores: &Stores,
+        sink: Option<Box<dyn std::io::Write + Send>>,
+        op: Op,
+        target: Option<&str>,
+        f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
+    ) -> Result<(R, u64), ArchiverError> {
+        let name = policy.display_name();
+        let mut state = HostState::new(
+            stores.clone(),
+            Arc::from(name.as_str()),
+            self.limits.memory_bytes,
+        );
+        if let Some(sink) = sink {
+            state = state.with_sink(sink);
+        }
+        let mut store = self.new_store(state);
+        let result = policy
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| f(p.session_archiver_policy_policy(), &mut store));
+        match result {
+            Ok(Ok(r)) => Ok((r, store.data().sink_bytes())),
+            Ok(Err(error)) => Err(ArchiverError::Policy {
+                policy: name,
+                op,
+                target: target.map(str::to_string),
+                error,
+            }),
+            Err(e) => Err(classify_trap(e, &store, &name, op, target)),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The interfaces a policy may import (without package and version).
+const IMPORTS: &[&str] = &[
+    "objects",
+    "files",
+    "archive-dir",
+    "clock",
+    "log",
+    "export-sink",
+];
+
+/// `session-archiver:policy/<iface>@<version>` → `(iface, version)`.
+fn split_ours(name: &str) -> Option<(&str, &str)> {
+    name.strip_prefix(WIT_PACKAGE)?
+        .strip_prefix('/')?
+        .split_once('@')
+}
+
+/// Tells garbage and core modules from components before handing bytes to Cranelift.
+fn check_header(bytes: &[u8], label: &str) -> Result<(), ArchiverError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(ArchiverError::Load {
+            label: label.to_string(),
+            msg: "not a WebAssembly file (it does not start with the \\0asm magic)".into(),
+        });
+    }
+    // After the magic: a u16 version and a u16 layer; layer 0 is a core module, 1 a component.
+    match u16::from_le_bytes([bytes[6], bytes[7]]) {
+        0 => Err(ArchiverError::NotAComponent {
+            label: label.to_string(),
+        }),
+        1 => Ok(()),
+        layer => Err(ArchiverError::Load {
+            label: label.to_string(),
+            msg: format!("unknown WebAssembly binary layer {layer}"),
+        }),
+    }
+}
+
+/// Turns a wasmtime error from a guest call into the limit or trap it was.
+pub(crate) fn classify_trap(
+    e: wasmtime::Error,
+    store: &Store<HostState>,
+    policy: &str,
+    op: Op,
+    target: Option<&str>,
+) -> ArchiverError {
+    let (policy, target) = (policy.to_string(), target.map(str::to_string));
+    let host_trap = e
+        .downcast_ref::<HostTrap>()
+        .cloned()
+        .or_else(|| store.data().limiter.hit.clone());
+    match host_trap {
+        Some(t @ (HostTrap::Deadline(_) | HostTrap::Stall(_))) => ArchiverError::Limit {
+            policy,
+            op,
+            target,
+            which: LimitKind::Deadline,
+            msg: t.to_string(),
+        },
+        Some(t @ HostTrap::Memory { .. }) => ArchiverError::Limit {
+            policy,
+            op,
+            target,
+            which: LimitKind::Memory,
+            msg: t.to_string(),
+        },
+        Some(t) => ArchiverError::Trap {
+            policy,
+            op,
+            target,
+            msg: t.to_string(),
+        },
+        None => ArchiverError::Trap {
+            policy,
+            op,
+            target,
+            msg: trap_message(&e),
+        },
+    }
+}
+
+/// The trap's message chain without wasmtime's multi-line backtrace.
+fn trap_message(e: &wasmtime::Error) -> String {
+    let parts: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|s| !s.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Feeds `Hash` output into SHA-256 so the cache key is stable across processes (std's
+/// `DefaultHasher` is not guaranteed to be).
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Stores for calling `info` at load time, before any real store is attached: every call fails.
+fn null_stores() -> Stores {
+    let null = Arc::new(NullStore);
+    Stores {
+        objects: null.clone(),
+        files: null.clone(),
+        archive_dir: null,
+        clock: Arc::new(SystemClock),
+    }
+}
+
+struct NullStore;
+
+fn unavailable<T>() -> Result<T, StoreError> {
+    Err(StoreError::Io(
+        "no stores are attached while a policy is being loaded".into(),
+    ))
+}
+
+impl ObjectStore for NullStore {
+    fn list(&self, _: Option<&str>, _: u32) -> Result<Page, StoreError> {
+        unavailable()
+    }
+    fn get(&self, _: &str) -> Result<Object, StoreError> {
+        unavailable()
+    }
+    fn update_meta(&self, _: &str, _: &Meta) -> Result<Object, StoreError> {
+        unavailable()
+    }
+    fn insert(&self, _: &str, _: &Meta) -> Result<Object, StoreError> {
+        unavailable()
+    }
+}
+
+impl FileStore for NullStore {
+    fn stat(&self, _: &str, _: &str) -> Result<Option<FileStat>, StoreError> {
+        unavailable()
+    }
+    fn read(&self, _: &str, _: &str, _: u64, _: u32) -> Result<Vec<u8>, StoreError> {
+        unavailable()
+    }
+    fn create(&self, _: &str, _: &str, _: FileOpts) -> Result<FileStat, StoreError> {
+        unavailable()
+    }
+    fn append(&self, _: &str, _: &str, _: &[u8]) -> Result<FileStat, StoreError> {
+        unavailable()
+    }
+    fn delete_if_unchanged(&self, _: &str, _: &str, _: &FileStat) -> Result<(), StoreError> {
+        unavailable()
+    }
+    fn delete(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        unavailable()
+    }
+    fn rename_if_unchanged(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Option<&FileStat>,
+    ) -> Result<(), StoreError> {
+        unavailable()
+    }
+    fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
+        unavailable()
+    }
+}
+
+impl ArchiveDir for NullStore {
+    fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        unavailable()
+    }
+    fn stat(&self, _: &str) -> Result<Option<Entry>, StoreError> {
+        unavailable()
+    }
+    fn create(&self, _: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
+        unavailable()
+    }
+    fn open(&self, _: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
+        unavailable()
+    }
+    fn remove(&self, _: &str) -> Result<(), StoreError> {
+        unavailable()
+    }
+    fn path(&self, _: &str) -> Result<String, StoreError> {
+        unavailable()
+    }
+    fn clean_temps(&self, _: i64) -> Result<u32, StoreError> {
+        unavailable()
+    }
+}
