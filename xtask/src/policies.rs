@@ -1,0 +1,548 @@
+//! `cargo xtask build-policies`: guest crates → wasm32 core modules → components, import-checked.
+//!
+//! The toolchain route is chosen on its own (rustup target, `rustup target add`, Debian's
+//! `rustc-web` with build-std) because CI machines differ in what they ship; the chosen route is
+//! printed so a failure can be reproduced by hand.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use wit_component::{ComponentEncoder, DecodedWasm};
+use wit_parser::{Resolve, TypeOwner, WorldItem};
+
+use crate::cmd;
+
+/// The wasm target every policy is built for.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The only WIT package a policy may import from (namespace, name).
+pub const ALLOWED_PACKAGE: (&str, &str) = ("session-archiver", "policy");
+
+/// Which toolchain builds the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// The active (rustup) toolchain with its prebuilt `wasm32-unknown-unknown` std.
+    Rustup,
+    /// Debian's `rustc-web`/`cargo-web` building std from `rust-web-src` (`-Zbuild-std`).
+    Debian,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Rustup => f.write_str("rustup"),
+            Route::Debian => f.write_str("debian"),
+        }
+    }
+}
+
+/// What to install when no route works; printed verbatim.
+const INSTALL_HELP: &str = "\
+no toolchain can build wasm32-unknown-unknown. Install one of:
+  * rustup's target:  rustup target add wasm32-unknown-unknown
+  * Debian's toolchain (used with -Zbuild-std):
+      apt-get install -y rustc-web cargo-web rust-web-src lld
+    (lld-22 or another lld-NN works too; it provides wasm-ld)";
+
+/// Debian's toolchain, found on disk.
+#[derive(Debug, Clone)]
+struct Debian {
+    rustc: PathBuf,
+    cargo: PathBuf,
+    /// A wasm linker to pass when the sysroot has no `rust-lld`.
+    linker: Option<PathBuf>,
+}
+
+/// One policy crate of the guest workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyCrate {
+    /// Package name, used for `target/policies/<package>.wasm`.
+    pub package: String,
+    /// Library target name (underscores), the stem of the core module cargo writes.
+    pub lib_name: String,
+}
+
+/// Builds every policy, returns the component paths.
+pub fn build_policies(root: &Path, forced: Option<Route>) -> Result<Vec<PathBuf>> {
+    let guest_manifest = root.join("guest/Cargo.toml");
+    let crates = policy_crates(&guest_manifest)?;
+    if crates.is_empty() {
+        bail!(
+            "no policy crate (a [lib] with crate-type cdylib) in {}",
+            guest_manifest.display()
+        );
+    }
+    let names: Vec<&str> = crates.iter().map(|c| c.package.as_str()).collect();
+    println!("policies: {}", names.join(", "));
+
+    let route = choose_route(forced)?;
+    println!("route: {route}");
+    let target_dir = match route {
+        Route::Rustup => root.join("guest/target"),
+        // Another compiler means other artifacts: keep them apart so neither route rebuilds
+        // everything after the other ran.
+        Route::Debian => root.join("guest/target-web"),
+    };
+
+    let mut build = match route {
+        Route::Rustup => {
+            let mut c = cmd::cargo();
+            c.arg("build");
+            c
+        }
+        Route::Debian => {
+            let deb = find_debian().ok_or_else(|| {
+                anyhow!("--route debian: Debian's toolchain is missing.\n{INSTALL_HELP}")
+            })?;
+            let mut c = Command::new(&deb.cargo);
+            c.env("RUSTC", &deb.rustc).env("RUSTC_BOOTSTRAP", "1");
+            // The rustup shim would otherwise pick this up for any nested `rustc` lookup.
+            c.env_remove("RUSTUP_TOOLCHAIN");
+            if let Some(linker) = &deb.linker {
+                c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker);
+            }
+            c.arg("build").arg("-Zbuild-std=std,panic_abort");
+            c
+        }
+    };
+    build
+        .arg("--release")
+        .arg("--target")
+        .arg(WASM_TARGET)
+        .arg("--manifest-path")
+        .arg(&guest_manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for c in &crates {
+        build.arg("-p").arg(&c.package);
+    }
+    cmd::run(&mut build).context("building the policies for wasm32-unknown-unknown")?;
+
+    let out_dir = root.join("target/policies");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut outputs = Vec::new();
+    for c in &crates {
+        let core = target_dir
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", c.lib_name));
+        let out = out_dir.join(format!("{}.wasm", c.package));
+        let fresh = componentize_if_stale(&core, &out)
+            .with_context(|| format!("making a component of policy `{}`", c.package))?;
+        let bytes = fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
+        let imports = check_imports(&bytes)
+            .with_context(|| format!("checking the imports of {}", out.display()))?;
+        println!(
+            "{} {} ({} KiB; imports: {})",
+            if fresh { "built   " } else { "current " },
+            out.display(),
+            bytes.len() / 1024,
+            imports.join(", ")
+        );
+        outputs.push(out);
+    }
+    Ok(outputs)
+}
+
+/// The guest workspace's cdylib crates, from `cargo metadata` (no hard-coded list, so a new
+/// policy crate is picked up by adding it to the workspace).
+pub fn policy_crates(guest_manifest: &Path) -> Result<Vec<PolicyCrate>> {
+    let out = cmd::cargo()
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(guest_manifest)
+        .output()
+        .context("running cargo metadata on the guest workspace")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata on {} failed:\n{}",
+            guest_manifest.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_policy_crates(&out.stdout)
+}
+
+/// Pure part of [`policy_crates`], for unit tests.
+pub fn parse_policy_crates(metadata_json: &[u8]) -> Result<Vec<PolicyCrate>> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(metadata_json).context("parsing cargo metadata output")?;
+    let mut crates = Vec::new();
+    for pkg in meta["packages"].as_array().into_iter().flatten() {
+        let package = pkg["name"].as_str().unwrap_or_default();
+        for target in pkg["targets"].as_array().into_iter().flatten() {
+            let cdylib = target["crate_types"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t == "cdylib");
+            if cdylib {
+                crates.push(PolicyCrate {
+                    package: package.to_string(),
+                    lib_name: target["name"].as_str().unwrap_or(package).replace('-', "_"),
+                });
+            }
+        }
+    }
+    crates.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(crates)
+}
+
+/// Picks the build route: forced, else the installed target, else `rustup target add`, else
+/// Debian, else an error saying what to install.
+fn choose_route(forced: Option<Route>) -> Result<Route> {
+    if let Some(route) = forced {
+        println!("route forced with --route {route}");
+        return Ok(route);
+    }
+    if active_toolchain_has_wasm_target() {
+        return Ok(Route::Rustup);
+    }
+    if cmd::probe(Command::new("rustup").arg("--version")).is_some() {
+        println!("{WASM_TARGET} is not installed; trying `rustup target add {WASM_TARGET}`");
+        let added = Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if added && active_toolchain_has_wasm_target() {
+            return Ok(Route::Rustup);
+        }
+        println!("rustup could not add {WASM_TARGET}; looking for Debian's rustc-web");
+    }
+    if find_debian().is_some() {
+        return Ok(Route::Debian);
+    }
+    bail!("{INSTALL_HELP}")
+}
+
+/// Whether the toolchain cargo uses has the wasm target's std installed (what `rustup target
+/// list --installed` reports, read from the sysroot so it also works without rustup).
+fn active_toolchain_has_wasm_target() -> bool {
+    if let Some(list) = cmd::probe(Command::new("rustup").args(["target", "list", "--installed"])) {
+        if list.lines().any(|l| l.trim() == WASM_TARGET) {
+            return true;
+        }
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    cmd::probe(Command::new(rustc).args(["--print", "target-libdir", "--target", WASM_TARGET]))
+        .map(|dir| Path::new(dir.trim()).join("libstd.rlib").exists() || has_std_rlib(dir.trim()))
+        .unwrap_or(false)
+}
+
+/// Whether `dir` holds a `libstd-<hash>.rlib`.
+fn has_std_rlib(dir: &str) -> bool {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("libstd-") && name.ends_with(".rlib")
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Debian's `rustc-web` + `cargo-web` + `rust-web-src`, if all are installed.
+fn find_debian() -> Option<Debian> {
+    let rustc = PathBuf::from("/usr/bin/rustc");
+    let cargo = PathBuf::from("/usr/bin/cargo");
+    if !rustc.exists() || !cargo.exists() {
+        return None;
+    }
+    let sysroot = cmd::probe(Command::new(&rustc).args(["--print", "sysroot"]))?;
+    let sysroot = PathBuf::from(sysroot.trim());
+    // build-std needs the library sources (rust-web-src).
+    if !sysroot
+        .join("lib/rustlib/src/rust/library/std/Cargo.toml")
+        .exists()
+    {
+        return None;
+    }
+    let bundled_lld = sysroot
+        .join("lib/rustlib")
+        .join(host_triple(&rustc).unwrap_or_default())
+        .join("bin/rust-lld");
+    let linker = if bundled_lld.exists() {
+        None
+    } else {
+        find_wasm_ld()
+    };
+    Some(Debian {
+        rustc,
+        cargo,
+        linker,
+    })
+}
+
+/// The host triple `rustc -vV` reports.
+fn host_triple(rustc: &Path) -> Option<String> {
+    let info = cmd::probe(Command::new(rustc).arg("-vV"))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|s| s.trim().to_string())
+}
+
+/// LLVM's wasm linker from any installed `lld`/`lld-NN`, newest first.
+fn find_wasm_ld() -> Option<PathBuf> {
+    let plain = PathBuf::from("/usr/bin/wasm-ld");
+    if plain.exists() {
+        return Some(plain);
+    }
+    let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("llvm-")?.parse::<u32>().ok()?;
+            let ld = e.path().join("bin/wasm-ld");
+            ld.exists().then_some((version, ld))
+        })
+        .collect();
+    versioned.sort();
+    versioned.pop().map(|(_, p)| p)
+}
+
+/// Turns `core` into a component at `out` unless `out` is already newer; returns whether it
+/// wrote. The write goes through a temp file so an interrupted run never leaves a torn policy.
+fn componentize_if_stale(core: &Path, out: &Path) -> Result<bool> {
+    let core_time = mtime(core).with_context(|| format!("no core module at {}", core.display()))?;
+    if mtime(out).is_ok_and(|t| t >= core_time) {
+        return Ok(false);
+    }
+    let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
+    let component = componentize(&module)?;
+    let tmp = out.with_extension("wasm.tmp");
+    fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
+    Ok(true)
+}
+
+fn mtime(path: &Path) -> Result<SystemTime> {
+    Ok(fs::metadata(path)?.modified()?)
+}
+
+/// A core module with embedded `component-type` metadata (what `wit-bindgen` emits) → a
+/// validated component.
+pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
+    ComponentEncoder::default()
+        .module(module)?
+        .validate(true)
+        .encode()
+}
+
+/// Lists the component's imports and fails if any is not an interface of the
+/// `session-archiver:policy` package, or if it does not export the `policy` interface: a policy must not reach anything the host did not hand
+/// it, so a stray `wasi:*` import (from a dependency that touches the clock, env or stdio) is
+/// a build failure, not a surprise at load time.
+pub fn check_imports(component: &[u8]) -> Result<Vec<String>> {
+    let (resolve, world) = match wit_component::decode(component)? {
+        DecodedWasm::Component(resolve, world) => (resolve, world),
+        DecodedWasm::WitPackage(..) => bail!("this is a WIT package, not a component"),
+    };
+    let mut names = Vec::new();
+    let mut foreign = Vec::new();
+    for (key, item) in &resolve.worlds[world].imports {
+        let name = resolve.name_world_key(key);
+        let allowed = match item {
+            WorldItem::Interface { id, .. } => interface_is_ours(&resolve, *id),
+            WorldItem::Type(ty) => match resolve.types[*ty].owner {
+                TypeOwner::Interface(id) => interface_is_ours(&resolve, id),
+                _ => false,
+            },
+            WorldItem::Function(_) => false,
+        };
+        if !allowed {
+            foreign.push(name.clone());
+        }
+        names.push(name);
+    }
+    let exports_policy = resolve.worlds[world].exports.values().any(|item| {
+        matches!(item, WorldItem::Interface { id, .. }
+            if interface_is_ours(&resolve, *id)
+                && resolve.interfaces[*id].name.as_deref() == Some("policy"))
+    });
+    if !exports_policy {
+        bail!(
+            "the component does not export {}:{}/policy: is the crate a placeholder, or does it \
+             miss `wit_bindgen::generate!` and `export!`?",
+            ALLOWED_PACKAGE.0,
+            ALLOWED_PACKAGE.1
+        );
+    }
+    if !foreign.is_empty() {
+        bail!(
+            "the component imports {} outside {}:{} (a policy may import only this project's \
+             interfaces, never wasi:*); look for a dependency using std's clock, env, fs or stdio",
+            foreign.join(", "),
+            ALLOWED_PACKAGE.0,
+            ALLOWED_PACKAGE.1
+        );
+    }
+    Ok(names)
+}
+
+fn interface_is_ours(resolve: &Resolve, id: wit_parser::InterfaceId) -> bool {
+    resolve.interfaces[id]
+        .package
+        .map(|pkg| {
+            let name = &resolve.packages[pkg].name;
+            (name.namespace.as_str(), name.name.as_str()) == ALLOWED_PACKAGE
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wit_component::{embed_component_metadata, StringEncoding};
+    use wit_parser::ManglingAndAbi;
+
+    /// The project's WIT, copied with the keyword escapes `guest/kit/build.rs` applies until
+    /// `wit/` is fixed (each replacement is a no-op once it is).
+    fn project_wit() -> tempfile::TempDir {
+        const FIXES: [(&str, &str); 6] = [
+            ("    list: func", "    %list: func"),
+            ("    export: func", "    %export: func"),
+            ("record info {", "record policy-info {"),
+            ("info: func() -> info;", "info: func() -> policy-info;"),
+            ("record plan {", "record sweep-plan {"),
+            ("result<plan, error>", "result<sweep-plan, error>"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for entry in fs::read_dir(cmd::workspace_root().join("wit")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wit") {
+                let mut text = fs::read_to_string(&path).unwrap();
+                for (from, to) in FIXES {
+                    if !text.contains(to) {
+                        text = text.replace(from, to);
+                    }
+                }
+                fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+            }
+        }
+        dir
+    }
+
+    /// A component for `world` of a resolve holding the project's WIT plus `extra` WIT text,
+    /// made from wit-component's dummy module (what a real guest build would embed).
+    fn component_for(extra: Option<&str>, world: &str) -> Vec<u8> {
+        let mut resolve = Resolve::default();
+        let wit = project_wit();
+        let (ours, _) = resolve.push_dir(wit.path()).expect("project WIT parses");
+        let pkg = match extra {
+            Some(text) => resolve
+                .push_str("extra.wit", text)
+                .expect("test WIT parses"),
+            None => ours,
+        };
+        let world = resolve
+            .select_world(&[pkg], Some(world))
+            .expect("world exists");
+        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
+        embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+            .expect("metadata embeds");
+        componentize(&module).expect("dummy module componentizes")
+    }
+
+    #[test]
+    fn a_component_of_the_policy_world_passes_the_import_check() {
+        let component = component_for(None, "archive-policy");
+        let imports = check_imports(&component).expect("only our imports");
+        assert_eq!(imports.len(), 6, "{imports:?}");
+        assert!(imports
+            .iter()
+            .all(|i| i.starts_with("session-archiver:policy/")));
+        assert!(imports.contains(&"session-archiver:policy/files@0.1.0".to_string()));
+    }
+
+    #[test]
+    fn a_component_importing_a_wasi_interface_is_rejected() {
+        let wit = r#"
+            package wasi:cli@0.2.0;
+            interface environment {
+                get-environment: func() -> list<tuple<string, string>>;
+            }
+            world leaky {
+                import session-archiver:policy/clock@0.1.0;
+                import environment;
+                export session-archiver:policy/policy@0.1.0;
+            }
+        "#;
+        let component = component_for(Some(wit), "leaky");
+        let err = check_imports(&component).expect_err("wasi import must be refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("wasi:cli/environment@0.2.0"), "{msg}");
+        assert!(
+            !msg.contains("policy/clock"),
+            "our own import is not blamed: {msg}"
+        );
+    }
+
+    #[test]
+    fn a_bare_function_import_is_rejected() {
+        let wit = r#"
+            package other:thing;
+            world bare {
+                import session-archiver:policy/log@0.1.0;
+                import sneak: func() -> u32;
+                export session-archiver:policy/policy@0.1.0;
+            }
+        "#;
+        let component = component_for(Some(wit), "bare");
+        let err = check_imports(&component).expect_err("bare import must be refused");
+        assert!(format!("{err:#}").contains("sneak"), "{err:#}");
+    }
+
+    #[test]
+    fn a_component_that_exports_no_policy_is_rejected() {
+        let wit = r#"
+            package other:empty;
+            world nothing {
+                import session-archiver:policy/log@0.1.0;
+            }
+        "#;
+        let component = component_for(Some(wit), "nothing");
+        let err = check_imports(&component).expect_err("no policy export");
+        assert!(format!("{err:#}").contains("does not export"), "{err:#}");
+    }
+
+    #[test]
+    fn garbage_bytes_are_not_a_component() {
+        assert!(check_imports(b"not wasm at all").is_err());
+    }
+
+    #[test]
+    fn cdylib_members_are_found_in_cargo_metadata() {
+        let json = br#"{"packages":[
+            {"name":"archiver-kit","targets":[{"name":"archiver_kit","crate_types":["lib"]}]},
+            {"name":"inactivity","targets":[{"name":"inactivity","crate_types":["cdylib","rlib"]},
+                                            {"name":"select","crate_types":["bin"]}]},
+            {"name":"my-budget","targets":[{"name":"my-budget","crate_types":["cdylib"]}]}
+        ]}"#;
+        let crates = parse_policy_crates(json).unwrap();
+        assert_eq!(
+            crates,
+            vec![
+                PolicyCrate {
+                    package: "inactivity".into(),
+                    lib_name: "inactivity".into()
+                },
+                PolicyCrate {
+                    package: "my-budget".into(),
+                    lib_name: "my_budget".into()
+                },
+            ]
+        );
+    }
+}
