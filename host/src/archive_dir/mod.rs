@@ -36,7 +36,9 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return bad(&format!("character {c:?} not allowed (one path component of [A-Za-z0-9._-])"));
+        return bad(&format!(
+            "character {c:?} not allowed (one path component of [A-Za-z0-9._-])"
+        ));
     }
     Ok(())
 }

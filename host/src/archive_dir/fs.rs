@@ -1,0 +1,338 @@
+//! The archive directory on disk, as a `cap-std` directory handle.
+//!
+//! The path is resolved once, with ambient authority, in `open`; every later operation is relative
+//! to that handle. cap-std resolves each name itself and refuses any resolution that would leave
+//! the directory (`..`, absolute paths, and symlinks whose target lies outside, however reached),
+//! so even a symlink planted in the directory cannot make us read or write outside it. On top of
+//! that `validate_name` admits only single plain components, and `remove` unlinks the entry itself
+//! (never a symlink's target).
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, File, Metadata, OpenOptions};
+
+use super::{validate_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
+use crate::store::{StoreError, MAX_CHUNK};
+
+/// Prefix of in-progress writers' files; hidden, so `list` and `validate_name` never see them.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// How much of the final name a temp name repeats (keeps temp names under the 255-byte limit).
+const TEMP_NAME_KEEP: usize = 200;
+
+/// A directory of archives, confined to the directory given to `open`.
+#[derive(Debug, Clone)]
+pub struct FsArchiveDir {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: Dir,
+    /// Canonical absolute path of the directory, for `path` only.
+    root: PathBuf,
+}
+
+fn ms_since_epoch(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn modified_ms(m: &Metadata) -> i64 {
+    m.modified()
+        .map(|t| ms_since_epoch(t.into_std()))
+        .unwrap_or(0)
+}
+
+/// A filesystem failure: always `Io` (the WIT errors of create/write/commit have no not-found).
+fn io_err(what: &str, name: &str, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what} {name}: {e}"))
+}
+
+/// For `open` and `remove`, where a missing name is the caller's `NotFound`.
+fn lookup_err(what: &str, name: &str, e: std::io::Error) -> StoreError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => StoreError::NotFound(format!("archive {name}")),
+        _ => io_err(what, name, e),
+    }
+}
+
+impl FsArchiveDir {
+    /// Opens the directory at `path`, creating it (and its parents) if missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        std::fs::create_dir_all(path).map_err(|e| io_err("create directory", &shown, e))?;
+        let root = std::fs::canonicalize(path).map_err(|e| io_err("resolve", &shown, e))?;
+        if root.to_str().is_none() {
+            return Err(StoreError::Io(format!(
+                "archive directory {shown} is not valid UTF-8; its paths could not be recorded"
+            )));
+        }
+        let dir = Dir::open_ambient_dir(&root, ambient_authority())
+            .map_err(|e| io_err("open directory", &shown, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner { dir, root }),
+        })
+    }
+
+    /// The canonical absolute path of the directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+}
+
+impl Inner {
+    /// fsync the directory itself, so a rename or unlink in it survives a crash.
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        let ctx = |e| io_err("sync directory", &self.root.display().to_string(), e);
+        // cap-std holds the directory as an `O_PATH` descriptor, which cannot be fsynced: open
+        // it again for reading.
+        self.dir.open(".").map_err(ctx)?.sync_all().map_err(ctx)
+    }
+
+    fn entry(&self, name: &str, meta: &Metadata) -> Entry {
+        Entry {
+            name: name.to_owned(),
+            size: meta.len(),
+            modified_ms: modified_ms(meta),
+        }
+    }
+}
+
+impl ArchiveDir for FsArchiveDir {
+    /// Regular files only: a symlink or subdirectory is not an archive.
+    fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let entries = self
+            .inner
+            .dir
+            .entries()
+            .map_err(|e| io_err("list", ".", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list", ".", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between readdir and stat: it is simply gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", &name, e)),
+            };
+            if meta.is_file() {
+                out.push(self.inner.entry(&name, &meta));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
+        validate_name(name)?;
+        match self.inner.dir.symlink_metadata(name) {
+            Ok(m) if m.is_file() => Ok(Some(self.inner.entry(name, &m))),
+            Ok(_) => Err(StoreError::Io(format!("{name}: not a regular file"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("stat", name, e)),
+        }
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
+        validate_name(name)?;
+        let keep = name
+            .char_indices()
+            .nth(TEMP_NAME_KEEP)
+            .map_or(name, |(i, _)| &name[..i]);
+        let temp = format!("{TEMP_PREFIX}{keep}-{:016x}", rand::random::<u64>());
+        let file = self
+            .inner
+            .dir
+            .open_with(&temp, OpenOptions::new().write(true).create_new(true))
+            .map_err(|e| io_err("create", &temp, e))?;
+        Ok(Box::new(FsWriter {
+            inner: Arc::clone(&self.inner),
+            name: name.to_owned(),
+            temp,
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+        }))
+    }
+
+    /// Refuses anything but a regular file; a symlink pointing outside fails inside cap-std.
+    fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
+        validate_name(name)?;
+        let file = self
+            .inner
+            .dir
+            .open(name)
+            .map_err(|e| lookup_err("open", name, e))?;
+        let meta = file.metadata().map_err(|e| io_err("stat", name, e))?;
+        if !meta.is_file() {
+            return Err(StoreError::Io(format!("{name}: not a regular file")));
+        }
+        Ok(Box::new(FsReader {
+            file,
+            size: meta.len(),
+        }))
+    }
+
+    /// Unlinks the entry itself; a symlink's target is never touched.
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        validate_name(name)?;
+        self.inner
+            .dir
+            .remove_file(name)
+            .map_err(|e| lookup_err("remove", name, e))?;
+        self.inner.sync_dir()
+    }
+
+    fn path(&self, name: &str) -> Result<String, StoreError> {
+        validate_name(name)?;
+        let p = self.inner.root.join(name);
+        // `open` checked the root is UTF-8 and `validate_name` allows ASCII only.
+        Ok(p.to_string_lossy().into_owned())
+    }
+
+    fn clean_temps(&self, min_age_ms: i64) -> Result<u32, StoreError> {
+        let now = ms_since_epoch(SystemTime::now());
+        let mut removed = 0;
+        let entries = self
+            .inner
+            .dir
+            .entries()
+            .map_err(|e| io_err("list", ".", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list", ".", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if !meta.is_file() || now - modified_ms(&meta) < min_age_ms {
+                continue;
+            }
+            match self.inner.dir.remove_file(&name) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &name, e)),
+            }
+        }
+        if removed > 0 {
+            self.inner.sync_dir()?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Writes to a hidden temp file; `commit` renames it into place, anything else removes it.
+struct FsWriter {
+    inner: Arc<Inner>,
+    name: String,
+    temp: String,
+    /// `None` once committed or aborted.
+    file: Option<BufWriter<File>>,
+}
+
+impl FsWriter {
+    fn discard(&mut self) {
+        if self.file.take().is_some() {
+            // Best effort: a temp left behind is removed by the next `clean_temps`.
+            let _ = self.inner.dir.remove_file(&self.temp);
+        }
+    }
+
+    fn finish(&mut self) -> Result<Entry, StoreError> {
+        let file = self.file.as_mut().ok_or_else(|| {
+            StoreError::Invalid(format!("writer for {} already finished", self.name))
+        })?;
+        file.flush().map_err(|e| io_err("write", &self.temp, e))?;
+        file.get_ref()
+            .sync_all()
+            .map_err(|e| io_err("sync", &self.temp, e))?;
+        let meta = file
+            .get_ref()
+            .metadata()
+            .map_err(|e| io_err("stat", &self.temp, e))?;
+        self.inner
+            .dir
+            .rename(&self.temp, &self.inner.dir, &self.name)
+            .map_err(|e| io_err("rename into place", &self.name, e))?;
+        // The temp name is gone: nothing left for Drop to remove.
+        self.file = None;
+        self.inner.sync_dir()?;
+        Ok(self.inner.entry(&self.name, &meta))
+    }
+}
+
+impl ArchiveWriter for FsWriter {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        if chunk.len() > MAX_CHUNK {
+            return Err(StoreError::Invalid(format!(
+                "chunk of {} bytes is over the {MAX_CHUNK}-byte limit",
+                chunk.len()
+            )));
+        }
+        let file = self.file.as_mut().ok_or_else(|| {
+            StoreError::Invalid(format!("writer for {} already finished", self.name))
+        })?;
+        file.write_all(chunk)
+            .map_err(|e| io_err("write", &self.temp, e))
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<Entry, StoreError> {
+        let result = self.finish();
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    fn abort(mut self: Box<Self>) {
+        self.discard();
+    }
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+/// Reads an archive from its start.
+struct FsReader {
+    file: File,
+    size: u64,
+}
+
+impl ArchiveReader for FsReader {
+    fn read(&mut self, max: usize) -> Result<Vec<u8>, StoreError> {
+        if max > MAX_CHUNK {
+            return Err(StoreError::Invalid(format!(
+                "read of {max} bytes is over the {MAX_CHUNK}-byte limit"
+            )));
+        }
+        let mut buf = Vec::with_capacity(max.min(self.size as usize));
+        (&mut self.file)
+            .take(max as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| StoreError::Io(format!("read archive: {e}")))?;
+        Ok(buf)
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+}

@@ -1,0 +1,3 @@
+pub mod placeholder {}
+pub mod archive_dir;
+pub mod store;

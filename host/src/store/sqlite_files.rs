@@ -1,0 +1,463 @@
+//! The file store on `filestore.db`, in the Wave/AgentMux layout: one `db_wave_file` row per file
+//! and its bytes in 64 KiB parts in `db_file_data`.
+//!
+//! Files can be gigabytes and the app appends while we read, so every read touches only the parts
+//! of the requested range, inside one read transaction (a consistent snapshot of size and parts),
+//! and every write is one `BEGIN IMMEDIATE` transaction that checks and changes the file together.
+//!
+//! Circular files keep only their last `maxsize` bytes: logical offset `o` lives in part
+//! `(o / 65536) % (maxsize / 65536)` at `o % 65536`, with `maxsize` rounded up to whole parts.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::sqlite_objects::{is_constraint, open_connection};
+use super::{Clock, FileOpts, FileStat, FileStore, StoreError, SystemClock, MAX_CHUNK};
+
+/// Bytes per row of `db_file_data` (Wave's `DefaultPartDataSize`).
+pub const PART_SIZE: u64 = 64 * 1024;
+
+/// `filestore.db` behind one connection.
+pub struct SqliteFiles {
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SqliteFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteFiles").finish_non_exhaustive()
+    }
+}
+
+/// Rounds a circular size up to whole parts, as Wave does when it makes the file.
+pub fn round_circular_max(max: u64) -> u64 {
+    max.div_ceil(PART_SIZE).max(1) * PART_SIZE
+}
+
+/// The `opts` JSON shape the app writes.
+fn opts_json(opts: FileOpts) -> String {
+    match opts.circular_max_size {
+        Some(max) => format!(r#"{{"maxsize":{max},"circular":true,"ijson":false}}"#),
+        None => r#"{"maxsize":0,"circular":false,"ijson":false}"#.to_owned(),
+    }
+}
+
+/// The part of `opts` we act on; every other key (`ijson`, `ijsonbudget`, ...) is ignored.
+#[derive(serde::Deserialize, Default)]
+struct WaveOpts {
+    #[serde(default)]
+    maxsize: Option<i64>,
+    #[serde(default)]
+    circular: Option<bool>,
+}
+
+/// A `db_wave_file` row as we use it.
+struct FileRow {
+    stat: FileStat,
+}
+
+impl FileRow {
+    /// The physical part holding logical part `lp`.
+    fn part_index(&self, lp: u64) -> i64 {
+        let p = match self.stat.circular_max_size {
+            Some(max) => lp % (max / PART_SIZE),
+            None => lp,
+        };
+        p as i64
+    }
+
+    /// The first logical byte still held.
+    fn first_held(&self) -> u64 {
+        match self.stat.circular_max_size {
+            Some(max) => self.stat.size.saturating_sub(max),
+            None => 0,
+        }
+    }
+}
+
+fn where_(zone: &str, name: &str) -> String {
+    format!("file {zone}/{name}")
+}
+
+fn parse_opts(zone: &str, name: &str, opts: &[u8]) -> Result<Option<u64>, StoreError> {
+    let trimmed = opts.trim_ascii();
+    let opts: WaveOpts = if trimmed.is_empty() || trimmed == b"null" {
+        WaveOpts::default()
+    } else {
+        serde_json::from_slice(trimmed)
+            .map_err(|e| StoreError::Io(format!("{}: bad opts JSON: {e}", where_(zone, name))))?
+    };
+    if !opts.circular.unwrap_or(false) {
+        return Ok(None);
+    }
+    match opts.maxsize {
+        Some(max) if max > 0 => Ok(Some(round_circular_max(max as u64))),
+        _ => Err(StoreError::Io(format!(
+            "{}: circular file without a positive maxsize",
+            where_(zone, name)
+        ))),
+    }
+}
+
+type RawRow = (i64, i64, i64, Vec<u8>);
+
+fn raw_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RawRow> {
+    Ok((
+        r.get(first)?,
+        r.get(first + 1)?,
+        r.get(first + 2)?,
+        r.get_ref(first + 3)?.as_bytes().map(<[u8]>::to_vec)?,
+    ))
+}
+
+fn to_row(zone: &str, name: &str, raw: RawRow) -> Result<FileRow, StoreError> {
+    let (size, created_ms, modified_ms, opts) = raw;
+    Ok(FileRow {
+        stat: FileStat {
+            size: u64::try_from(size).map_err(|_| {
+                StoreError::Io(format!("{}: negative size {size}", where_(zone, name)))
+            })?,
+            created_ms,
+            modified_ms,
+            circular_max_size: parse_opts(zone, name, &opts)?,
+        },
+    })
+}
+
+fn load_row(conn: &Connection, zone: &str, name: &str) -> Result<Option<FileRow>, StoreError> {
+    conn.prepare_cached(
+        "SELECT size, createdts, modts, opts FROM db_wave_file WHERE zoneid = ?1 AND name = ?2",
+    )?
+    .query_row(params![zone, name], |r| raw_row(r, 0))
+    .optional()?
+    .map(|raw| to_row(zone, name, raw))
+    .transpose()
+}
+
+fn require_row(conn: &Connection, zone: &str, name: &str) -> Result<FileRow, StoreError> {
+    load_row(conn, zone, name)?.ok_or_else(|| StoreError::NotFound(where_(zone, name)))
+}
+
+fn load_part(
+    conn: &Connection,
+    zone: &str,
+    name: &str,
+    part: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT data FROM db_file_data WHERE zoneid = ?1 AND name = ?2 AND partidx = ?3",
+        )?
+        .query_row(params![zone, name, part], |r| {
+            Ok(r.get_ref(0)?.as_bytes()?.to_vec())
+        })
+        .optional()?)
+}
+
+fn check_zone_name(zone: &str, name: &str) -> Result<(), StoreError> {
+    if zone.is_empty() || name.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "empty zone or file name ({zone:?}/{name:?})"
+        )));
+    }
+    Ok(())
+}
+
+fn delete_rows(tx: &Transaction<'_>, zone: &str, name: &str) -> Result<usize, StoreError> {
+    let n = tx
+        .prepare_cached("DELETE FROM db_wave_file WHERE zoneid = ?1 AND name = ?2")?
+        .execute(params![zone, name])?;
+    tx.prepare_cached("DELETE FROM db_file_data WHERE zoneid = ?1 AND name = ?2")?
+        .execute(params![zone, name])?;
+    Ok(n)
+}
+
+impl SqliteFiles {
+    /// Opens (or creates) `filestore.db` with the system clock; creates the two tables only when
+    /// absent, in exactly the app's schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, Arc::new(SystemClock))
+    }
+
+    /// As `open`, with the clock that stamps `createdts`/`modts`.
+    pub fn open_with_clock(
+        path: impl AsRef<Path>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        let conn = open_connection(path.as_ref())?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS db_wave_file (
+                 zoneid varchar(36) NOT NULL,
+                 name varchar(200) NOT NULL,
+                 size bigint NOT NULL,
+                 createdts bigint NOT NULL,
+                 modts bigint NOT NULL,
+                 opts json NOT NULL,
+                 meta json NOT NULL,
+                 PRIMARY KEY (zoneid, name)
+             );
+             CREATE TABLE IF NOT EXISTS db_file_data (
+                 zoneid varchar(36) NOT NULL,
+                 name varchar(200) NOT NULL,
+                 partidx int NOT NULL,
+                 data blob NOT NULL,
+                 PRIMARY KEY(zoneid, name, partidx)
+             );",
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            clock,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // rusqlite rolls an open transaction back when a panic drops it: the connection is fine.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl FileStore for SqliteFiles {
+    fn stat(&self, zone: &str, name: &str) -> Result<Option<FileStat>, StoreError> {
+        let conn = self.lock();
+        Ok(load_row(&conn, zone, name)?.map(|r| r.stat))
+    }
+
+    fn read(&self, zone: &str, name: &str, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        if len as usize > MAX_CHUNK {
+            return Err(StoreError::Invalid(format!(
+                "read of {len} bytes is over the {MAX_CHUNK}-byte limit"
+            )));
+        }
+        let mut conn = self.lock();
+        // A deferred transaction: size and parts come from one snapshot even while the app
+        // appends through its own connection.
+        let tx = conn.transaction()?;
+        let row = require_row(&tx, zone, name)?;
+        let start = offset.max(row.first_held());
+        if start >= row.stat.size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = row.stat.size.min(start + u64::from(len));
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut pos = start;
+        while pos < end {
+            let lp = pos / PART_SIZE;
+            let off = (pos % PART_SIZE) as usize;
+            let take = (PART_SIZE - off as u64).min(end - pos) as usize;
+            let part = row.part_index(lp);
+            let data = load_part(&tx, zone, name, part)?;
+            match data {
+                Some(d) if d.len() >= off + take => out.extend_from_slice(&d[off..off + take]),
+                other => {
+                    return Err(StoreError::Io(format!(
+                        "{}: part {part} is {} but byte {pos} of {} should be in it",
+                        where_(zone, name),
+                        other.map_or("missing".to_owned(), |d| format!("{} bytes", d.len())),
+                        row.stat.size
+                    )))
+                }
+            }
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+
+    fn create(&self, zone: &str, name: &str, opts: FileOpts) -> Result<FileStat, StoreError> {
+        check_zone_name(zone, name)?;
+        let circular_max_size = match opts.circular_max_size {
+            Some(0) => return Err(StoreError::Invalid("circular file of max size 0".into())),
+            Some(max) => Some(round_circular_max(max)),
+            None => None,
+        };
+        let now = self.clock.now_ms();
+        let stat = FileStat {
+            size: 0,
+            created_ms: now,
+            modified_ms: now,
+            circular_max_size,
+        };
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if load_row(&tx, zone, name)?.is_some() {
+            return Err(StoreError::AlreadyExists(where_(zone, name)));
+        }
+        // Parts orphaned by a writer that did not use transactions must not leak into the file.
+        delete_rows(&tx, zone, name)?;
+        tx.prepare_cached(
+            "INSERT INTO db_wave_file (zoneid, name, size, createdts, modts, opts, meta)
+             VALUES (?1, ?2, 0, ?3, ?3, ?4, '{}')",
+        )?
+        .execute(params![
+            zone,
+            name,
+            now,
+            opts_json(FileOpts { circular_max_size })
+        ])
+        .map_err(|e| {
+            if is_constraint(&e) {
+                StoreError::AlreadyExists(where_(zone, name))
+            } else {
+                e.into()
+            }
+        })?;
+        tx.commit()?;
+        Ok(stat)
+    }
+
+    fn append(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, StoreError> {
+        if data.len() > MAX_CHUNK {
+            return Err(StoreError::Invalid(format!(
+                "append of {} bytes is over the {MAX_CHUNK}-byte limit",
+                data.len()
+            )));
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = require_row(&tx, zone, name)?;
+        if data.is_empty() {
+            return Ok(row.stat);
+        }
+        let circular = row.stat.circular_max_size;
+        let mut pos = row.stat.size;
+        let mut bytes = data;
+        // Of a chunk longer than a circular file, only its tail survives.
+        if let Some(max) = circular {
+            if bytes.len() as u64 > max {
+                let skip = bytes.len() - max as usize;
+                pos += skip as u64;
+                bytes = &bytes[skip..];
+            }
+        }
+        while !bytes.is_empty() {
+            let lp = pos / PART_SIZE;
+            let off = (pos % PART_SIZE) as usize;
+            let take = (PART_SIZE as usize - off).min(bytes.len());
+            let (chunk, rest) = bytes.split_at(take);
+            let part = row.part_index(lp);
+            let mut new = load_part(&tx, zone, name, part)?.unwrap_or_default();
+            if new.len() < off {
+                if circular.is_none() {
+                    return Err(StoreError::Io(format!(
+                        "{}: part {part} is {} bytes, the file's size says {off}",
+                        where_(zone, name),
+                        new.len()
+                    )));
+                }
+                // Only reachable when skipping ahead in a circular file: these bytes are
+                // overwritten later in this same loop.
+                new.resize(off, 0);
+            }
+            if circular.is_some() && new.len() > off + take {
+                // The tail still holds older bytes inside the circular window: keep it.
+                new[off..off + take].copy_from_slice(chunk);
+            } else {
+                new.truncate(off);
+                new.extend_from_slice(chunk);
+            }
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO db_file_data (zoneid, name, partidx, data)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![zone, name, part, new])?;
+            pos += take as u64;
+            bytes = rest;
+        }
+        let stat = FileStat {
+            size: row.stat.size + data.len() as u64,
+            // Strictly later than before, so a stat taken before this append never matches.
+            modified_ms: self.clock.now_ms().max(row.stat.modified_ms + 1),
+            ..row.stat
+        };
+        tx.prepare_cached(
+            "UPDATE db_wave_file SET size = ?3, modts = ?4 WHERE zoneid = ?1 AND name = ?2",
+        )?
+        .execute(params![zone, name, stat.size as i64, stat.modified_ms])?;
+        tx.commit()?;
+        Ok(stat)
+    }
+
+    fn delete_if_unchanged(
+        &self,
+        zone: &str,
+        name: &str,
+        expected: &FileStat,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = require_row(&tx, zone, name)?;
+        if row.stat != *expected {
+            return Err(StoreError::Conflict(format!(
+                "{} changed: now {:?}, expected {:?}",
+                where_(zone, name),
+                row.stat,
+                expected
+            )));
+        }
+        delete_rows(&tx, zone, name)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete(&self, zone: &str, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if delete_rows(&tx, zone, name)? == 0 {
+            return Err(StoreError::NotFound(where_(zone, name)));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The renamed file keeps the source's stat (as a POSIX rename keeps the mtime).
+    fn rename_if_unchanged(
+        &self,
+        zone: &str,
+        source: &str,
+        target: &str,
+        expected: Option<&FileStat>,
+    ) -> Result<(), StoreError> {
+        check_zone_name(zone, target)?;
+        if source == target {
+            return Err(StoreError::Invalid(format!(
+                "rename of {} onto itself",
+                where_(zone, source)
+            )));
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        require_row(&tx, zone, source)?;
+        let current = load_row(&tx, zone, target)?.map(|r| r.stat);
+        if current.as_ref() != expected {
+            return Err(StoreError::Conflict(format!(
+                "{} changed: now {current:?}, expected {expected:?}",
+                where_(zone, target)
+            )));
+        }
+        delete_rows(&tx, zone, target)?;
+        tx.prepare_cached("UPDATE db_wave_file SET name = ?3 WHERE zoneid = ?1 AND name = ?2")?
+            .execute(params![zone, source, target])?;
+        tx.prepare_cached("UPDATE db_file_data SET name = ?3 WHERE zoneid = ?1 AND name = ?2")?
+            .execute(params![zone, source, target])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT zoneid, name, size, createdts, modts, opts FROM db_wave_file
+             ORDER BY zoneid, name",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let zone: String = r.get(0)?;
+            let name: String = r.get(1)?;
+            let row = to_row(&zone, &name, raw_row(r, 2)?)?;
+            out.push((zone, name, row.stat));
+        }
+        Ok(out)
+    }
+}
