@@ -93,13 +93,17 @@ impl GzEncoder {
 
     fn pump(&mut self, mut input: &[u8], flush: MZFlush, out: &mut Vec<u8>) -> Result<(), GzError> {
         loop {
-            let res = miniz_oxide::deflate::stream::deflate(&mut self.comp, input, &mut self.buf, flush);
+            let res =
+                miniz_oxide::deflate::stream::deflate(&mut self.comp, input, &mut self.buf, flush);
             out.extend_from_slice(&self.buf[..res.bytes_written]);
             input = &input[res.bytes_consumed..];
             match res.status {
                 Ok(MZStatus::StreamEnd) => return Ok(()),
                 Ok(_) => {
-                    if flush != MZFlush::Finish && input.is_empty() && res.bytes_written < self.buf.len() {
+                    if flush != MZFlush::Finish
+                        && input.is_empty()
+                        && res.bytes_written < self.buf.len()
+                    {
                         return Ok(());
                     }
                 }
@@ -185,7 +189,13 @@ enum Stage {
 
 impl Stage {
     fn header() -> Stage {
-        Stage::Header { step: HeaderStep::Fixed, flags: 0, buf: [0; 10], have: 0, hcrc: crc32fast::Hasher::new() }
+        Stage::Header {
+            step: HeaderStep::Fixed,
+            flags: 0,
+            buf: [0; 10],
+            have: 0,
+            hcrc: crc32fast::Hasher::new(),
+        }
     }
 }
 
@@ -241,7 +251,10 @@ impl GzDecoder {
     }
 
     fn corrupt(&mut self, offset: u64, message: impl Into<String>) -> GzError {
-        let e = GzError::Corrupt { offset, message: message.into() };
+        let e = GzError::Corrupt {
+            offset,
+            message: message.into(),
+        };
         self.failed = Some(e.clone());
         e
     }
@@ -283,7 +296,14 @@ impl GzDecoder {
         for &b in input {
             let at = self.offset + used as u64;
             used += 1;
-            let Stage::Header { step, flags, buf, have, hcrc } = &mut self.stage else {
+            let Stage::Header {
+                step,
+                flags,
+                buf,
+                have,
+                hcrc,
+            } = &mut self.stage
+            else {
                 unreachable!("header_bytes runs in the header stage");
             };
             if *step != HeaderStep::HeaderCrc {
@@ -297,7 +317,9 @@ impl GzDecoder {
                     let bad = match *have {
                         1 if b != 0x1f => Some("bad magic byte (expected 0x1f)"),
                         2 if b != 0x8b => Some("bad magic byte (expected 0x8b)"),
-                        3 if b != 8 => Some("unsupported compression method (expected 8 = deflate)"),
+                        3 if b != 8 => {
+                            Some("unsupported compression method (expected 8 = deflate)")
+                        }
                         4 if b & FRESERVED != 0 => Some("reserved header flag bits set"),
                         _ => None,
                     };
@@ -322,11 +344,19 @@ impl GzDecoder {
                     if *have == 2 {
                         let xlen = u16::from_le_bytes([buf[0], buf[1]]);
                         *have = 0;
-                        *step = if xlen == 0 { next_step(*flags, HeaderStep::Extra(0)) } else { HeaderStep::Extra(xlen) };
+                        *step = if xlen == 0 {
+                            next_step(*flags, HeaderStep::Extra(0))
+                        } else {
+                            HeaderStep::Extra(xlen)
+                        };
                     }
                 }
                 HeaderStep::Extra(left) => {
-                    *step = if left <= 1 { next_step(*flags, HeaderStep::Extra(0)) } else { HeaderStep::Extra(left - 1) };
+                    *step = if left <= 1 {
+                        next_step(*flags, HeaderStep::Extra(0))
+                    } else {
+                        HeaderStep::Extra(left - 1)
+                    };
                 }
                 HeaderStep::Name => {
                     if b == 0 {
@@ -384,7 +414,12 @@ impl GzDecoder {
     ) -> Result<usize, E> {
         let mut used = 0;
         loop {
-            let res = miniz_oxide::inflate::stream::inflate(&mut self.inflate, &input[used..], &mut self.buf, MZFlush::None);
+            let res = miniz_oxide::inflate::stream::inflate(
+                &mut self.inflate,
+                &input[used..],
+                &mut self.buf,
+                MZFlush::None,
+            );
             used += res.bytes_consumed;
             let n = res.bytes_written;
             if n > 0 {
@@ -403,7 +438,10 @@ impl GzDecoder {
             }
             match res.status {
                 Ok(MZStatus::StreamEnd) => {
-                    self.stage = Stage::Trailer { buf: [0; 8], have: 0 };
+                    self.stage = Stage::Trailer {
+                        buf: [0; 8],
+                        have: 0,
+                    };
                     return Ok(used);
                 }
                 Ok(_) => {
@@ -415,7 +453,12 @@ impl GzDecoder {
                 Err(e) => {
                     let at = self.offset + used as u64;
                     let member = self.member_no();
-                    return Err(self.corrupt(at, format!("invalid deflate data in member {member} ({e:?})")).into());
+                    return Err(self
+                        .corrupt(
+                            at,
+                            format!("invalid deflate data in member {member} ({e:?})"),
+                        )
+                        .into());
                 }
             }
         }
@@ -470,12 +513,20 @@ impl GzDecoder {
                     input_len: self.offset,
                 })
             }
-            Stage::Header { step: HeaderStep::Fixed, have: 0, .. } if self.members == 0 => {
-                "empty input: not a gzip file".to_string()
+            Stage::Header {
+                step: HeaderStep::Fixed,
+                have: 0,
+                ..
+            } if self.members == 0 => "empty input: not a gzip file".to_string(),
+            Stage::Header { .. } => {
+                format!("truncated: input ends inside the header of member {member}")
             }
-            Stage::Header { .. } => format!("truncated: input ends inside the header of member {member}"),
-            Stage::Body => format!("truncated: input ends inside the deflate data of member {member}"),
-            Stage::Trailer { .. } => format!("truncated: input ends inside the trailer of member {member}"),
+            Stage::Body => {
+                format!("truncated: input ends inside the deflate data of member {member}")
+            }
+            Stage::Trailer { .. } => {
+                format!("truncated: input ends inside the trailer of member {member}")
+            }
         };
         Err(self.corrupt(at, why))
     }
@@ -501,7 +552,11 @@ fn next_step(flags: u8, after: HeaderStep) -> HeaderStep {
         HeaderStep::Comment => 3,
         HeaderStep::HeaderCrc | HeaderStep::Done => 4,
     };
-    order[start..].iter().find(|(_, f)| flags & f != 0).map(|(s, _)| *s).unwrap_or(HeaderStep::Done)
+    order[start..]
+        .iter()
+        .find(|(_, f)| flags & f != 0)
+        .map(|(s, _)| *s)
+        .unwrap_or(HeaderStep::Done)
 }
 
 /// Decompresses a whole buffer with a limit (tests and small data only).
@@ -542,7 +597,9 @@ mod tests {
 
     fn flate2_gunzip_multi(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(gz)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 
@@ -607,7 +664,8 @@ mod tests {
         want.extend(&b);
         assert_eq!(decompress(&gz, u64::MAX).unwrap(), want);
         let mut dec = GzDecoder::new(u64::MAX);
-        dec.write(&gz, &mut |_: &[u8]| Ok::<(), GzError>(())).unwrap();
+        dec.write(&gz, &mut |_: &[u8]| Ok::<(), GzError>(()))
+            .unwrap();
         let s = dec.finish().unwrap();
         assert_eq!(s.members, 3);
         assert_eq!(s.crc32, crc32fast::hash(&want));
@@ -615,7 +673,14 @@ mod tests {
     }
 
     /// Builds a member by hand with the given flags and optional fields.
-    fn member_with(flags: u8, extra: Option<&[u8]>, name: Option<&[u8]>, comment: Option<&[u8]>, data: &[u8], good_hcrc: bool) -> Vec<u8> {
+    fn member_with(
+        flags: u8,
+        extra: Option<&[u8]>,
+        name: Option<&[u8]>,
+        comment: Option<&[u8]>,
+        data: &[u8],
+        good_hcrc: bool,
+    ) -> Vec<u8> {
         let mut h = vec![0x1f, 0x8b, 8, flags, 1, 2, 3, 4, 0, 3];
         if let Some(x) = extra {
             h.extend_from_slice(&(x.len() as u16).to_le_bytes());
@@ -651,7 +716,14 @@ mod tests {
             member_with(FNAME, None, Some(b"session.jsonl"), None, data, true),
             member_with(FCOMMENT, None, None, Some(b"a comment"), data, true),
             member_with(FHCRC, None, None, None, data, true),
-            member_with(FTEXT | FHCRC | FEXTRA | FNAME | FCOMMENT, Some(b"xyz"), Some(b"n"), Some(b"c"), data, true),
+            member_with(
+                FTEXT | FHCRC | FEXTRA | FNAME | FCOMMENT,
+                Some(b"xyz"),
+                Some(b"n"),
+                Some(b"c"),
+                data,
+                true,
+            ),
         ];
         for (i, gz) in cases.iter().enumerate() {
             assert_eq!(decompress(gz, 100).unwrap(), data, "case {i}");
@@ -674,19 +746,33 @@ mod tests {
 
     #[test]
     fn every_truncated_prefix_is_an_error() {
-        let mut gz = member_with(FHCRC | FEXTRA | FNAME | FCOMMENT, Some(b"ex"), Some(b"nm"), Some(b"cm"), &sample(3000), true);
+        let mut gz = member_with(
+            FHCRC | FEXTRA | FNAME | FCOMMENT,
+            Some(b"ex"),
+            Some(b"nm"),
+            Some(b"cm"),
+            &sample(3000),
+            true,
+        );
         gz.extend(compress(b"tail\n", 6).unwrap());
         let full = decompress(&gz, u64::MAX).unwrap();
         for n in 0..gz.len() {
             let r = decompress(&gz[..n], u64::MAX);
             // A prefix ending exactly between the two members is a complete file of one member.
-            if r.is_ok() {
-                assert_eq!(r.unwrap(), &full[..3000], "only the member boundary may decode (prefix {n})");
+            if let Ok(out) = &r {
+                assert_eq!(
+                    out,
+                    &full[..3000],
+                    "only the member boundary may decode (prefix {n})"
+                );
                 continue;
             }
             assert!(is_corrupt(r.clone()), "prefix {n}: {r:?}");
             let msg = r.unwrap_err().to_string();
-            assert!(msg.contains("truncated") || msg.contains("empty"), "prefix {n}: {msg}");
+            assert!(
+                msg.contains("truncated") || msg.contains("empty"),
+                "prefix {n}: {msg}"
+            );
         }
     }
 
@@ -707,13 +793,29 @@ mod tests {
     #[test]
     fn trailing_garbage_after_a_member_is_rejected_with_its_offset() {
         let gz = compress(b"data\n", 6).unwrap();
-        for tail in [&b"\0"[..], b"\0\0\0\0", b"\x1f", b"\x1f\x8b", b"\x1f\x8b\x08", b"garbage", b"\x1f\x8b\x09\0"] {
+        for tail in [
+            &b"\0"[..],
+            b"\0\0\0\0",
+            b"\x1f",
+            b"\x1f\x8b",
+            b"\x1f\x8b\x08",
+            b"garbage",
+            b"\x1f\x8b\x09\0",
+        ] {
             let mut bad = gz.clone();
             bad.extend_from_slice(tail);
             let r = decompress(&bad, u64::MAX);
-            let Err(GzError::Corrupt { offset, message }) = r else { panic!("tail {tail:?}: {r:?}") };
-            assert!(offset >= gz.len() as u64, "tail {tail:?} reported at {offset}");
-            assert!(message.contains("trailing") || message.contains("truncated"), "{message}");
+            let Err(GzError::Corrupt { offset, message }) = r else {
+                panic!("tail {tail:?}: {r:?}")
+            };
+            assert!(
+                offset >= gz.len() as u64,
+                "tail {tail:?} reported at {offset}"
+            );
+            assert!(
+                message.contains("trailing") || message.contains("truncated"),
+                "{message}"
+            );
         }
     }
 
@@ -749,7 +851,11 @@ mod tests {
         assert_eq!(r, Err(GzError::TooLarge { limit }));
         assert!(seen <= limit, "passed {seen} bytes to the sink");
         assert!(biggest <= OUT_BUF);
-        assert!(start.elapsed() < std::time::Duration::from_secs(2), "took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
         // The decoder stays failed.
         assert_eq!(dec.finish(), Err(GzError::TooLarge { limit }));
     }
@@ -757,8 +863,14 @@ mod tests {
     #[test]
     fn output_exactly_at_the_limit_is_accepted() {
         let data = sample(10_000);
-        assert_eq!(decompress(&compress(&data, 6).unwrap(), 10_000).unwrap(), data);
-        assert_eq!(decompress(&compress(&data, 6).unwrap(), 9_999), Err(GzError::TooLarge { limit: 9_999 }));
+        assert_eq!(
+            decompress(&compress(&data, 6).unwrap(), 10_000).unwrap(),
+            data
+        );
+        assert_eq!(
+            decompress(&compress(&data, 6).unwrap(), 9_999),
+            Err(GzError::TooLarge { limit: 9_999 })
+        );
     }
 
     fn decode_split(gz: &[u8], cuts: &[usize]) -> Result<Vec<u8>, GzError> {

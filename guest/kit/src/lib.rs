@@ -5,9 +5,15 @@
 //! copies over the host imports, and the archive/restore/export/recover/sweep operations. A policy
 //! crate supplies only its [`ops::Decisions`] and calls [`export!`] on its `Guest` impl.
 
+#[cfg(any(test, feature = "fake-host"))]
+pub mod fake;
 pub mod gzip;
+pub mod host;
 pub mod lines;
 pub mod meta;
+pub mod ops;
+#[cfg(test)]
+mod ops_tests;
 
 /// The one `wit_bindgen::generate!` of the `archive-policy` world, shared by every policy crate so
 /// they all speak the same generated types.

@@ -140,11 +140,21 @@ mod tests {
 
     fn bytes_with_newlines() -> impl Strategy<Value = Vec<u8>> {
         let atoms: Vec<&'static [u8]> = vec![
-            b"\n", b" ", b"\t", b"\r", b"a", b"{}", "\u{a0}".as_bytes(), "\u{3000}".as_bytes(),
-            "\u{1f600}".as_bytes(), b"\xe3\x80", b"\xff", b"\x80", "\u{2029}".as_bytes(),
+            b"\n",
+            b" ",
+            b"\t",
+            b"\r",
+            b"a",
+            b"{}",
+            "\u{a0}".as_bytes(),
+            "\u{3000}".as_bytes(),
+            "\u{1f600}".as_bytes(),
+            b"\xe3\x80",
+            b"\xff",
+            b"\x80",
+            "\u{2029}".as_bytes(),
         ];
-        proptest::collection::vec(proptest::sample::select(atoms), 0..60)
-            .prop_map(|v| v.concat())
+        proptest::collection::vec(proptest::sample::select(atoms), 0..60).prop_map(|v| v.concat())
     }
 
     proptest! {

@@ -36,7 +36,13 @@ pub mod keys {
     pub const RESTORED_AT: &str = "session:restored_at";
 
     /// Keys that together say "archived"; cleared together on restore, rollback and prune.
-    pub const ARCHIVED_KEYS: [&str; 5] = [ARCHIVED_AT, ARCHIVED_BYTES, ARCHIVE_PATH, ARCHIVE_CRC32, ARCHIVE_GZ_BYTES];
+    pub const ARCHIVED_KEYS: [&str; 5] = [
+        ARCHIVED_AT,
+        ARCHIVED_BYTES,
+        ARCHIVE_PATH,
+        ARCHIVE_CRC32,
+        ARCHIVE_GZ_BYTES,
+    ];
 }
 
 /// Meta that cannot be trusted.
@@ -154,7 +160,11 @@ impl Meta {
     }
 
     fn bad(key: &str, expected: &'static str, v: &Value) -> MetaError {
-        MetaError::InvalidMeta { key: key.to_string(), expected, found: found(v) }
+        MetaError::InvalidMeta {
+            key: key.to_string(),
+            expected,
+            found: found(v),
+        }
     }
 
     /// A string key; `Err` when it holds another type.
@@ -170,7 +180,10 @@ impl Meta {
     pub fn i64(&self, key: &str) -> Result<Option<i64>, MetaError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| Self::bad(key, "an integer", v)),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Self::bad(key, "an integer", v)),
         }
     }
 
@@ -178,7 +191,10 @@ impl Meta {
     pub fn u64(&self, key: &str) -> Result<Option<u64>, MetaError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| Self::bad(key, "a non-negative integer", v)),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| Self::bad(key, "a non-negative integer", v)),
         }
     }
 
@@ -229,13 +245,15 @@ impl Meta {
     pub fn intent(&self) -> Result<Option<Intent>, MetaError> {
         match self.get(keys::INTENT) {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v.clone())
-                .map(Some)
-                .map_err(|e| MetaError::InvalidMeta {
-                    key: keys::INTENT.to_string(),
-                    expected: "an intent record",
-                    found: format!("{} ({e})", found(v)),
-                }),
+            Some(v) => {
+                serde_json::from_value(v.clone())
+                    .map(Some)
+                    .map_err(|e| MetaError::InvalidMeta {
+                        key: keys::INTENT.to_string(),
+                        expected: "an intent record",
+                        found: format!("{} ({e})", found(v)),
+                    })
+            }
         }
     }
 
@@ -311,7 +329,10 @@ mod tests {
         let m = Meta::parse(r#"{"view":3,"session:archived_at":"x","session:line_count":-1,"session:archive_pinned":"yes"}"#)
             .unwrap();
         assert_eq!(m.view(), "");
-        assert!(matches!(m.archived_at(), Err(MetaError::InvalidMeta { .. })));
+        assert!(matches!(
+            m.archived_at(),
+            Err(MetaError::InvalidMeta { .. })
+        ));
         assert!(m.u64(keys::LINE_COUNT).is_err());
         assert_eq!(m.u64(keys::LINE_COUNT).ok().flatten(), None);
         let err = m.pinned().unwrap_err().to_string();
@@ -336,7 +357,12 @@ mod tests {
         let intent = Intent::Archive {
             at: 5,
             name: "a.jsonl.gz".into(),
-            stat: StatRecord { size: 3, created_ms: 1, modified_ms: 2, circular_max_size: None },
+            stat: StatRecord {
+                size: 3,
+                created_ms: 1,
+                modified_ms: 2,
+                circular_max_size: None,
+            },
             previous: None,
         };
         let patch = Patch::new().intent(&intent).to_json();
@@ -354,7 +380,10 @@ mod tests {
 
     #[test]
     fn clearing_keys_writes_json_null() {
-        let p = Patch::new().clear_archived().set(keys::RESTORED_AT, 7).to_json();
+        let p = Patch::new()
+            .clear_archived()
+            .set(keys::RESTORED_AT, 7)
+            .to_json();
         let v: Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v[keys::ARCHIVE_PATH], Value::Null);
         assert_eq!(v[keys::RESTORED_AT], 7);
