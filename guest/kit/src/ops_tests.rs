@@ -546,3 +546,44 @@ fn a_circular_output_archives_the_bytes_it_still_holds() {
     );
     assert!(h.state.borrow().logs.iter().any(|l| l.contains("circular")));
 }
+
+#[test]
+fn bug7_a_prune_interrupted_after_the_tombstone_is_finished_by_recover() {
+    let h = host_with_session(b"x\n");
+    ops::archive(&h, ID, 6).unwrap();
+    h.crash_at("objects.update-meta", 0, true);
+    assert!(catch_unwind(AssertUnwindSafe(|| ops::prune(&h, &Simple { cap: 0 }))).is_err());
+    assert!(
+        h.archive("s1.jsonl.gz").is_some(),
+        "crashed before the remove"
+    );
+    assert!(
+        meta_i64(&h, keys::ARCHIVED_AT).is_none(),
+        "meta never says archived without an archive"
+    );
+    let rep = ops::recover(&h, Some(ID)).unwrap();
+    assert_eq!((rep.examined, rep.finished), (1, 1));
+    assert!(h.archive("s1.jsonl.gz").is_none());
+    assert!(h.meta(ID).get(keys::INTENT).is_none());
+    assert!(matches!(
+        ops::restore(&h, ID, u64::MAX),
+        Err(Error::Pruned(_))
+    ));
+}
+
+#[test]
+fn busy_sessions_are_refused_until_recovered() {
+    let h = host_with_session(b"x\n");
+    h.state.borrow_mut().objects.get_mut(ID).unwrap().0.insert(
+        keys::INTENT.into(),
+        json!({"op":"prune","at":1,"name":"s1.jsonl.gz"}),
+    );
+    assert!(matches!(ops::archive(&h, ID, 6), Err(Error::Busy(_))));
+    assert!(matches!(
+        ops::restore(&h, ID, u64::MAX),
+        Err(Error::Busy(_))
+    ));
+    assert!(matches!(ops::export(&h, ID, u64::MAX), Err(Error::Busy(_))));
+    assert_eq!(ops::recover(&h, None).unwrap().finished, 1);
+    assert_eq!(ops::archive(&h, ID, 6).unwrap().raw_bytes, 2);
+}
