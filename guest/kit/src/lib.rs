@@ -20,8 +20,7 @@ mod ops_tests;
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        // See build.rs: a copy of ../../wit with `%list` escaped.
-        path: "wit-escaped",
+        path: "../../wit",
         world: "archive-policy",
         pub_export_macro: true,
         default_bindings_module: "archiver_kit::bindings",
