@@ -1,0 +1,247 @@
+//! The mock host: run a real policy component against in-memory stores that record every call
+//! and fail or "crash" on command.
+//!
+//! ```no_run
+//! use session_archiver_testkit::{MockHost, fixtures::DAY_MS};
+//! let host = MockHost::new();
+//! let id = host.session("s1").idle_days(10).lines(3).create();
+//! let archiver = host.archiver("inactivity", "{}");
+//! archiver.archive(&id).unwrap();
+//! assert!(host.output(&id).is_none());
+//! assert!(host.calls_to("files.delete-if-unchanged").len() == 1);
+//! ```
+
+pub mod fixtures;
+pub mod recorder;
+pub mod stores;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+use session_archiver::archive_dir::memory::MemoryArchiveDir;
+use session_archiver::archiver::{Archiver, ArchiverOptions};
+use session_archiver::host::Stores;
+use session_archiver::locks::SessionLocks;
+use session_archiver::policy::LoadedPolicy;
+use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
+use session_archiver::store::memory::{MemoryFiles, MemoryObjects};
+use session_archiver::store::{Clock, FileStore, Meta, ObjectStore, OUTPUT_FILE};
+
+pub use fixtures::SessionBuilder;
+pub use recorder::{Call, Fault, Recorder};
+pub use stores::{ManualClock, MockArchiveDir, MockFiles, MockObjects};
+
+/// 2026-11-26T00:00:00Z: the mock clock's default "now".
+pub const DEFAULT_NOW_MS: i64 = 1_795_651_200_000;
+
+/// The workspace root (policies are built to `target/policies/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a built policy component, e.g. `policy_path("inactivity")`.
+pub fn policy_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ARCHIVER_POLICY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("policies"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-policies` first",
+        path.display()
+    );
+    path
+}
+
+/// One runtime per test binary, with the compile cache in `target/test-cache` so every test
+/// after the first loads a policy without running Cranelift.
+pub fn shared_runtime() -> Arc<Runtime> {
+    runtime_with_limits(Limits::default())
+}
+
+/// Like [`shared_runtime`] but with `limits` (one runtime per distinct limits, kept for the
+/// binary's lifetime).
+pub fn runtime_with_limits(limits: Limits) -> Arc<Runtime> {
+    static RUNTIMES: OnceLock<std::sync::Mutex<Vec<(Limits, Arc<Runtime>)>>> = OnceLock::new();
+    let mut all = RUNTIMES.get_or_init(Default::default).lock().unwrap();
+    if let Some((_, rt)) = all.iter().find(|(l, _)| *l == limits) {
+        return rt.clone();
+    }
+    let rt = Arc::new(
+        Runtime::new(RuntimeOptions {
+            limits: limits.clone(),
+            cache: CacheSetting::Dir(workspace_root().join("target").join("test-cache")),
+        })
+        .expect("build the wasmtime runtime"),
+    );
+    all.push((limits, rt.clone()));
+    rt
+}
+
+/// Loads a built policy into the shared runtime.
+pub fn load_policy(name: &str) -> LoadedPolicy {
+    shared_runtime()
+        .load_file(&policy_path(name))
+        .unwrap_or_else(|e| panic!("loading policy {name}: {e}"))
+}
+
+/// In-memory stores with a shared call log and fault plan, plus fixture builders.
+pub struct MockHost {
+    pub objects: Arc<MockObjects>,
+    pub files: Arc<MockFiles>,
+    pub archives: Arc<MockArchiveDir>,
+    pub clock: Arc<ManualClock>,
+    pub rec: Arc<Recorder>,
+}
+
+impl Default for MockHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MockHost {
+    /// Empty stores; the clock reads [`DEFAULT_NOW_MS`].
+    pub fn new() -> Self {
+        let rec = Arc::new(Recorder::default());
+        let clock = Arc::new(ManualClock::new(DEFAULT_NOW_MS));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        MockHost {
+            objects: Arc::new(MockObjects {
+                inner: MemoryObjects::new(),
+                rec: rec.clone(),
+            }),
+            files: Arc::new(MockFiles {
+                inner: MemoryFiles::with_clock(dyn_clock.clone()),
+                rec: rec.clone(),
+            }),
+            archives: Arc::new(MockArchiveDir {
+                inner: MemoryArchiveDir::with_clock(dyn_clock),
+                rec: rec.clone(),
+            }),
+            clock,
+            rec,
+        }
+    }
+
+    /// The stores as the host sees them.
+    pub fn stores(&self) -> Stores {
+        Stores {
+            objects: self.objects.clone(),
+            files: self.files.clone(),
+            archive_dir: self.archives.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// An archiver running the built policy `name` with `config` on these stores (one worker).
+    pub fn archiver(&self, name: &str, config: &str) -> Archiver {
+        self.archiver_with(load_policy(name), shared_runtime(), config)
+    }
+
+    /// An archiver with a given policy and runtime (e.g. tight limits).
+    pub fn archiver_with(
+        &self,
+        policy: LoadedPolicy,
+        runtime: Arc<Runtime>,
+        config: &str,
+    ) -> Archiver {
+        Archiver::new(
+            self.stores(),
+            runtime,
+            policy,
+            ArchiverOptions {
+                config: config.to_string(),
+                workers: Some(1),
+                locks: SessionLocks::in_process(),
+            },
+        )
+        .expect("build the archiver")
+    }
+
+    /// Starts a session fixture (an agent session with no other meta yet).
+    pub fn session(&self, id: &str) -> SessionBuilder<'_> {
+        SessionBuilder::new(self, id)
+    }
+
+    /// Puts an archive file directly (unrecorded).
+    pub fn archive_file(&self, name: &str, bytes: &[u8], modified_ms: i64) {
+        self.archives
+            .inner
+            .put(name, bytes, modified_ms)
+            .expect("put archive");
+    }
+
+    /// The mock clock's now.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// A session's meta (unrecorded).
+    pub fn meta(&self, id: &str) -> Meta {
+        self.objects.inner.get(id).expect("object exists").meta
+    }
+
+    /// One meta value, `Value::Null` when absent.
+    pub fn meta_value(&self, id: &str, key: &str) -> Value {
+        self.meta(id).get(key).cloned().unwrap_or(Value::Null)
+    }
+
+    /// A session's whole live output (unrecorded), `None` when there is no file.
+    pub fn output(&self, id: &str) -> Option<Vec<u8>> {
+        read_all(&self.files.inner, id, OUTPUT_FILE)
+    }
+
+    /// Appends to a session's live output as the app would (unrecorded); creates the file.
+    pub fn append_output(&self, id: &str, bytes: &[u8]) {
+        let files = &self.files.inner;
+        if files.stat(id, OUTPUT_FILE).unwrap().is_none() {
+            files
+                .create(id, OUTPUT_FILE, Default::default())
+                .expect("create output");
+        }
+        files.append(id, OUTPUT_FILE, bytes).expect("append");
+    }
+
+    /// An archive file's bytes (unrecorded).
+    pub fn archive_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.archives.inner.get(name)
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.rec.calls()
+    }
+
+    /// Calls to one `interface.function`.
+    pub fn calls_to(&self, op: &str) -> Vec<Call> {
+        self.rec.calls_to(op)
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.rec.inject(fault)
+    }
+}
+
+/// Reads a whole file from a file store in chunks; `None` when it does not exist.
+pub fn read_all(files: &dyn FileStore, zone: &str, name: &str) -> Option<Vec<u8>> {
+    let stat = files.stat(zone, name).expect("stat")?;
+    let mut out = Vec::new();
+    let mut offset = stat
+        .circular_max_size
+        .map_or(0, |max| stat.size.saturating_sub(max));
+    loop {
+        let chunk = files.read(zone, name, offset, 1 << 20).expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        offset += chunk.len() as u64;
+        out.extend_from_slice(&chunk);
+    }
+    Some(out)
+}
