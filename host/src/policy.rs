@@ -32,7 +32,9 @@ impl std::fmt::Display for PolicyId {
     }
 }
 
-/// A compiled, linked and checked policy: ready to instantiate once per operation.
+/// A compiled, linked and checked policy: ready to instantiate once per operation. Cloning is
+/// cheap (the compiled code is shared).
+#[derive(Clone)]
 pub struct LoadedPolicy {
     /// What `info` returned when the policy was loaded.
     pub info: PolicyInfo,

@@ -66,7 +66,8 @@ pub fn shared_runtime() -> Arc<Runtime> {
 /// Like [`shared_runtime`] but with `limits` (one runtime per distinct limits, kept for the
 /// binary's lifetime).
 pub fn runtime_with_limits(limits: Limits) -> Arc<Runtime> {
-    static RUNTIMES: OnceLock<std::sync::Mutex<Vec<(Limits, Arc<Runtime>)>>> = OnceLock::new();
+    type Runtimes = std::sync::Mutex<Vec<(Limits, Arc<Runtime>)>>;
+    static RUNTIMES: OnceLock<Runtimes> = OnceLock::new();
     let mut all = RUNTIMES.get_or_init(Default::default).lock().unwrap();
     if let Some((_, rt)) = all.iter().find(|(l, _)| *l == limits) {
         return rt.clone();

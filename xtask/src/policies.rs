@@ -8,7 +8,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
 
 use anyhow::{anyhow, bail, Context, Result};
 use wit_component::{ComponentEncoder, DecodedWasm};
@@ -312,11 +312,25 @@ fn find_wasm_ld() -> Option<PathBuf> {
     versioned.pop().map(|(_, p)| p)
 }
 
-/// Turns `core` into a component at `out` unless `out` is already newer; returns whether it
-/// wrote. The write goes through a temp file so an interrupted run never leaves a torn policy.
+/// Turns `core` into a component at `out` unless `out` was made from this very core module
+/// (same path, size and mtime, recorded in a stamp file: comparing mtimes alone would keep a
+/// component from the other route's build); returns whether it wrote. The write goes through a
+/// temp file so an interrupted run never leaves a torn policy.
 fn componentize_if_stale(core: &Path, out: &Path) -> Result<bool> {
-    let core_time = mtime(core).with_context(|| format!("no core module at {}", core.display()))?;
-    if mtime(out).is_ok_and(|t| t >= core_time) {
+    let meta =
+        fs::metadata(core).with_context(|| format!("no core module at {}", core.display()))?;
+    let modified = meta
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = format!(
+        "{}\n{}\n{}\n",
+        core.display(),
+        meta.len(),
+        modified.as_nanos()
+    );
+    let stamp_path = out.with_extension("wasm.source");
+    if out.exists() && fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
         return Ok(false);
     }
     let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
@@ -324,11 +338,8 @@ fn componentize_if_stale(core: &Path, out: &Path) -> Result<bool> {
     let tmp = out.with_extension("wasm.tmp");
     fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
+    fs::write(&stamp_path, stamp).with_context(|| format!("writing {}", stamp_path.display()))?;
     Ok(true)
-}
-
-fn mtime(path: &Path) -> Result<SystemTime> {
-    Ok(fs::metadata(path)?.modified()?)
 }
 
 /// A core module with embedded `component-type` metadata (what `wit-bindgen` emits) → a
