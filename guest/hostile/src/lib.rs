@@ -12,6 +12,10 @@
 //!   reason string);
 //! - `ok`: behaves, returning trivial results.
 //!
+//! An optional `"only": "<export>"` (e.g. `{"mode":"trap","only":"archive"}`) confines the
+//! misbehaviour to that one export, the others behaving as `ok`, so a host can build an archiver
+//! (which calls `validate-config` first) and still reach the misbehaving call.
+//!
 //! `info` returns the name `hostile`, or traps when built with the cargo feature `trap-info`.
 
 use archiver_kit::bindings::exports::session_archiver::policy::policy::{self as api, Guest};
@@ -33,6 +37,21 @@ pub enum Mode {
     Garbage,
     /// Behave.
     Ok,
+}
+
+/// The mode in force for `export` (the WIT export's name): the config's `mode`, or `ok` when the
+/// config confines it to another export with `only`.
+pub fn mode_for(config: &str, export: &str) -> Result<Mode, api::Error> {
+    let m = mode(config)?;
+    let v: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
+    match v.get("only") {
+        None => Ok(m),
+        Some(serde_json::Value::String(only)) if only == export => Ok(m),
+        Some(serde_json::Value::String(_)) => Ok(Mode::Ok),
+        Some(_) => Err(api::Error::InvalidConfig(
+            "`only` must be an export name".into(),
+        )),
+    }
 }
 
 /// Reads the mode from config JSON text.
@@ -220,7 +239,7 @@ impl Guest for Component {
     }
 
     fn validate_config(config: String) -> Result<String, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "validate-config")?;
         misbehave(m, None)?;
         Ok(match m {
             Mode::Garbage => "{ this is not json".into(),
@@ -229,7 +248,7 @@ impl Guest for Component {
     }
 
     fn archive(config: String, id: String) -> Result<api::ArchiveOutcome, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "archive")?;
         misbehave(m, Some(&id))?;
         Ok(match m {
             Mode::Garbage => api::ArchiveOutcome {
@@ -250,7 +269,7 @@ impl Guest for Component {
     }
 
     fn restore(config: String, id: String) -> Result<api::RestoreOutcome, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "restore")?;
         misbehave(m, Some(&id))?;
         Ok(match m {
             Mode::Garbage => api::RestoreOutcome {
@@ -265,7 +284,7 @@ impl Guest for Component {
     }
 
     fn export(config: String, id: String) -> Result<api::ExportOutcome, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "export")?;
         misbehave(m, Some(&id))?;
         Ok(match m {
             // Claims bytes it never wrote to the sink.
@@ -283,7 +302,7 @@ impl Guest for Component {
     }
 
     fn plan(config: String) -> Result<api::SweepPlan, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "plan")?;
         misbehave(m, None)?;
         Ok(match m {
             Mode::Garbage => api::SweepPlan {
@@ -312,7 +331,7 @@ impl Guest for Component {
     }
 
     fn sweep(config: String) -> Result<api::SweepReport, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "sweep")?;
         misbehave(m, None)?;
         let garbage = m == Mode::Garbage;
         Ok(api::SweepReport {
@@ -332,13 +351,13 @@ impl Guest for Component {
     }
 
     fn prune(config: String) -> Result<api::PruneReport, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "prune")?;
         misbehave(m, None)?;
         Ok(prune_report(m))
     }
 
     fn recover(config: String, id: Option<String>) -> Result<api::RecoverReport, api::Error> {
-        let m = mode(&config)?;
+        let m = mode_for(&config, "recover")?;
         misbehave(m, id.as_deref())?;
         Ok(match m {
             Mode::Garbage => api::RecoverReport {
@@ -405,6 +424,18 @@ mod tests {
                 .pruned,
             u32::MAX
         );
+    }
+
+    #[test]
+    fn only_confines_the_mode_to_one_export() {
+        let c = r#"{"mode":"trap","only":"archive"}"#;
+        assert_eq!(mode_for(c, "archive"), Ok(Mode::Trap));
+        assert_eq!(mode_for(c, "validate-config"), Ok(Mode::Ok));
+        assert_eq!(Component::validate_config(c.into()).unwrap(), c);
+        assert!(matches!(
+            mode_for(r#"{"mode":"ok","only":3}"#, "archive"),
+            Err(api::Error::InvalidConfig(_))
+        ));
     }
 
     #[test]
