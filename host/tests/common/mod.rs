@@ -1,0 +1,334 @@
+//! Helpers shared by the `runtime_*` tests: one runtime and one compile per test binary, the
+//! built policy components, in-memory stores, and hand-made components for loader errors.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{json, Value};
+use session_archiver::archive_dir::memory::MemoryArchiveDir;
+use session_archiver::host::Stores;
+use session_archiver::policy::LoadedPolicy;
+use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
+use session_archiver::store::memory::{MemoryFiles, MemoryObjects};
+use session_archiver::store::{Clock, FileOpts, FileStore, ObjectStore, SystemClock, OUTPUT_FILE};
+
+/// The workspace root (`host/..`).
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `target/policies/<name>.wasm`, which must exist.
+pub fn policy_path(name: &str) -> PathBuf {
+    let p = workspace()
+        .join("target/policies")
+        .join(format!("{name}.wasm"));
+    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        len > 1024,
+        "{} is missing or a placeholder: run `cargo xtask build-policies`",
+        p.display()
+    );
+    p
+}
+
+pub fn policy_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(policy_path(name)).expect("read policy")
+}
+
+/// A compile cache private to this test binary (so the first load really compiles).
+pub fn cache_dir() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
+        .to_path_buf()
+}
+
+/// The runtime every test in this binary shares (default limits, private cache).
+pub fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RT.get_or_init(|| {
+        Arc::new(
+            Runtime::new(RuntimeOptions {
+                limits: Limits::default(),
+                cache: CacheSetting::Dir(cache_dir()),
+            })
+            .expect("runtime"),
+        )
+    })
+    .clone()
+}
+
+/// A runtime with tight limits for the sandbox tests.
+pub fn tight_runtime(memory_bytes: usize, deadline_ms: u64, stall_ms: Option<u64>) -> Arc<Runtime> {
+    Arc::new(
+        Runtime::new(RuntimeOptions {
+            limits: Limits {
+                memory_bytes,
+                deadline: std::time::Duration::from_millis(deadline_ms),
+                stall: stall_ms.map(std::time::Duration::from_millis),
+                ..Limits::default()
+            },
+            cache: CacheSetting::Dir(cache_dir()),
+        })
+        .expect("runtime"),
+    )
+}
+
+/// The default policy, compiled once per test binary.
+pub fn inactivity() -> LoadedPolicy {
+    static P: OnceLock<LoadedPolicy> = OnceLock::new();
+    P.get_or_init(|| {
+        runtime()
+            .load_file(&policy_path("inactivity"))
+            .expect("load inactivity")
+    })
+    .clone()
+}
+
+/// The test-only hostile policy, compiled once per test binary.
+pub fn hostile() -> LoadedPolicy {
+    static P: OnceLock<LoadedPolicy> = OnceLock::new();
+    P.get_or_init(|| {
+        runtime()
+            .load_file(&policy_path("hostile"))
+            .expect("load hostile")
+    })
+    .clone()
+}
+
+/// `bytes` with a custom section appended: the same code under a different SHA-256, i.e. "a
+/// new version" of a policy for swap tests.
+pub fn with_custom_section(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"archiver-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// In-memory stores plus handles to seed them.
+pub struct Mem {
+    pub objects: MemoryObjects,
+    pub files: Arc<MemoryFiles>,
+    pub dir: MemoryArchiveDir,
+    pub stores: Stores,
+}
+
+pub fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
+pub fn mem_stores() -> Mem {
+    let objects = MemoryObjects::new();
+    let files = Arc::new(MemoryFiles::new());
+    let dir = MemoryArchiveDir::new();
+    let stores = Stores {
+        objects: Arc::new(objects.clone()),
+        files: files.clone(),
+        archive_dir: Arc::new(dir.clone()),
+        clock: Arc::new(SystemClock),
+    };
+    Mem {
+        objects,
+        files,
+        dir,
+        stores,
+    }
+}
+
+impl Mem {
+    /// An agent session idle for `idle_days` with `lines` JSONL lines of output.
+    pub fn agent_session(&self, id: &str, idle_days: i64, lines: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..lines {
+            out.extend_from_slice(
+                format!("{{\"i\":{i},\"text\":\"line {i} of session {id}\"}}\n").as_bytes(),
+            );
+        }
+        let meta = json!({
+            "view": "agent",
+            "session:last_activity_ms": now_ms() - idle_days * 86_400_000,
+            "session:line_count": lines,
+        });
+        let Value::Object(meta) = meta else {
+            unreachable!()
+        };
+        self.objects.insert(id, &meta).expect("insert");
+        self.files
+            .create(id, OUTPUT_FILE, FileOpts::default())
+            .expect("create");
+        for chunk in out.chunks(64 << 10) {
+            self.files.append(id, OUTPUT_FILE, chunk).expect("append");
+        }
+        out
+    }
+}
+
+/// A component of another world: imports `wasi:cli/environment` and exports `run`.
+pub fn wrong_world_component() -> Vec<u8> {
+    component_from_wit(
+        "package other:thing@1.0.0;\n\
+         interface environment { get-environment: func() -> list<tuple<string, string>>; }\n\
+         world other { import environment; export run: func(); }",
+        "other",
+    )
+}
+
+/// A component that targets our world but exports nothing (a library of imports only).
+pub fn exportless_component() -> Vec<u8> {
+    component_from_wit(
+        "package other:lib@1.0.0;\nworld lib { export hello: func() -> string; }",
+        "lib",
+    )
+}
+
+/// A dummy component of the `archive-policy` world from the host's WIT, with the package
+/// version replaced by `version`. Its functions are `unreachable`, so `info` traps.
+pub fn our_world_component(version: &str) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wit-escaped");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&dir).expect("wit-escaped") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read wit");
+        let text = text.replace("@0.1.0", &format!("@{version}"));
+        std::fs::write(tmp.path().join(path.file_name().expect("name")), text).expect("write wit");
+    }
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(tmp.path()).expect("parse wit");
+    let world = resolve
+        .select_world(&[pkg], Some("archive-policy"))
+        .expect("world");
+    encode(resolve, world)
+}
+
+fn component_from_wit(wit: &str, world: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve.push_str("test.wit", wit).expect("parse wit");
+    let world = resolve.select_world(&[pkg], Some(world)).expect("world");
+    encode(resolve, world)
+}
+
+fn encode(resolve: wit_parser::Resolve, world: wit_parser::WorldId) -> Vec<u8> {
+    let mut module = wit_component::dummy_module(
+        &resolve,
+        world,
+        wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync),
+    );
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embed metadata");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("module")
+        .validate(true)
+        .encode()
+        .expect("encode component")
+}
+
+/// A hand-written policy component whose `info` runs `info_body` (WAT instructions ending with
+/// an `i32` on the stack, or diverging); every other export is `unreachable`. Lets the sandbox
+/// limits be tested without any guest toolchain.
+pub fn policy_with_info_body(info_body: &str) -> Vec<u8> {
+    let u = "unreachable";
+    hand_made_policy(info_body, [u, u, u, u, u, u, u, u])
+}
+
+/// A hand-written policy that does nothing successfully: `info` is name "wat", version
+/// `version`; every other export returns a zeroed result area, which the canonical ABI reads as
+/// `ok` with all-zero fields and empty lists. `plan` first calls `clock.now-ms`, so a test
+/// clock can hold it in flight.
+pub fn null_policy(version: char) -> Vec<u8> {
+    let info = INFO_OK.replace("(i32.const 49)", &format!("(i32.const {})", version as u32));
+    let z = "(i32.const 4096)";
+    let plan = "(drop (call $now)) (i32.const 4096)";
+    hand_made_policy(&info, [z, z, z, z, plan, z, z, z])
+}
+
+/// Bodies for: validate-config, archive, restore, export, plan, sweep, prune, recover.
+fn hand_made_policy(info_body: &str, bodies: [&str; 8]) -> Vec<u8> {
+    let p = "session-archiver:policy/policy@0.1.0#";
+    let [validate, archive, restore, export, plan, sweep, prune, recover] = bodies;
+    let wat = format!(
+        r#"(module
+          (import "session-archiver:policy/clock@0.1.0" "now-ms" (func $now (result i64)))
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 8192))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $r i32)
+            (local.set $r (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+            (local.get $r))
+          (func (export "{p}info") (result i32) {info_body})
+          (func (export "{p}validate-config") (param i32 i32) (result i32) {validate})
+          (func (export "{p}archive") (param i32 i32 i32 i32) (result i32) {archive})
+          (func (export "{p}restore") (param i32 i32 i32 i32) (result i32) {restore})
+          (func (export "{p}export") (param i32 i32 i32 i32) (result i32) {export})
+          (func (export "{p}plan") (param i32 i32) (result i32) {plan})
+          (func (export "{p}sweep") (param i32 i32) (result i32) {sweep})
+          (func (export "{p}prune") (param i32 i32) (result i32) {prune})
+          (func (export "{p}recover") (param i32 i32 i32 i32 i32) (result i32) {recover})
+        )"#
+    );
+    let mut module = wat::parse_str(&wat).expect("wat");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wit-escaped");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(&dir).expect("parse wit");
+    let world = resolve
+        .select_world(&[pkg], Some("archive-policy"))
+        .expect("world");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embed metadata");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("module")
+        .validate(true)
+        .encode()
+        .expect("encode component")
+}
+
+/// `info` returning name "wat", version "1", description "" from static data.
+pub const INFO_OK: &str = r#"
+    ;; record at 16: name (ptr 64, len 3), version (ptr 67, len 1), description (ptr 68, len 0)
+    (i32.store (i32.const 16) (i32.const 64))
+    (i32.store (i32.const 20) (i32.const 3))
+    (i32.store (i32.const 24) (i32.const 67))
+    (i32.store (i32.const 28) (i32.const 1))
+    (i32.store (i32.const 32) (i32.const 68))
+    (i32.store (i32.const 36) (i32.const 0))
+    (i32.store8 (i32.const 64) (i32.const 119))
+    (i32.store8 (i32.const 65) (i32.const 97))
+    (i32.store8 (i32.const 66) (i32.const 116))
+    (i32.store8 (i32.const 67) (i32.const 49))
+    (i32.const 16)"#;
+
+/// `info` that spins forever without calling the host.
+pub const INFO_LOOP: &str = "(loop $l (br $l)) unreachable";
+
+/// `info` that grows memory a page at a time until refused, then traps.
+pub const INFO_ALLOC: &str = r#"
+    (loop $l
+      (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    unreachable"#;
