@@ -418,39 +418,13 @@ mod tests {
     use wit_component::{embed_component_metadata, StringEncoding};
     use wit_parser::ManglingAndAbi;
 
-    /// The project's WIT, copied with the keyword escapes `guest/kit/build.rs` applies until
-    /// `wit/` is fixed (each replacement is a no-op once it is).
-    fn project_wit() -> tempfile::TempDir {
-        const FIXES: [(&str, &str); 6] = [
-            ("    list: func", "    %list: func"),
-            ("    export: func", "    %export: func"),
-            ("record info {", "record policy-info {"),
-            ("info: func() -> info;", "info: func() -> policy-info;"),
-            ("record plan {", "record sweep-plan {"),
-            ("result<plan, error>", "result<sweep-plan, error>"),
-        ];
-        let dir = tempfile::tempdir().unwrap();
-        for entry in fs::read_dir(cmd::workspace_root().join("wit")).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "wit") {
-                let mut text = fs::read_to_string(&path).unwrap();
-                for (from, to) in FIXES {
-                    if !text.contains(to) {
-                        text = text.replace(from, to);
-                    }
-                }
-                fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
-            }
-        }
-        dir
-    }
-
     /// A component for `world` of a resolve holding the project's WIT plus `extra` WIT text,
     /// made from wit-component's dummy module (what a real guest build would embed).
     fn component_for(extra: Option<&str>, world: &str) -> Vec<u8> {
         let mut resolve = Resolve::default();
-        let wit = project_wit();
-        let (ours, _) = resolve.push_dir(wit.path()).expect("project WIT parses");
+        let (ours, _) = resolve
+            .push_dir(cmd::workspace_root().join("wit"))
+            .expect("project WIT parses");
         let pkg = match extra {
             Some(text) => resolve
                 .push_str("extra.wit", text)
