@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
+use session_archiver::archive_dir::ArchiveDir;
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::host::Stores;
 use session_archiver::locks::SessionLocks;
@@ -177,6 +178,31 @@ impl MockHost {
             .expect("put archive");
     }
 
+    /// Makes `id` an archived session whose archive is `gz` (any gzip bytes, e.g. from the real
+    /// CLI tools) holding `raw`: puts `<id>.jsonl.gz` (unrecorded) and sets the meta keys a
+    /// policy's archive step would (`archived_at` = now, raw size, path, CRC-32, gz size).
+    /// The session object must exist.
+    pub fn put_archived(&self, id: &str, gz: &[u8], raw: &[u8]) {
+        let name = format!("{id}.jsonl.gz");
+        let now = self.now_ms();
+        self.archive_file(&name, gz, now);
+        let path = self.archives.inner.path(&name).expect("archive path");
+        let mut patch = Meta::new();
+        for (k, v) in [
+            ("session:archived_at", serde_json::json!(now)),
+            ("session:archived_bytes", serde_json::json!(raw.len())),
+            ("session:archive_path", serde_json::json!(path)),
+            ("session:archive_crc32", serde_json::json!(crc32(raw))),
+            ("session:archive_gz_bytes", serde_json::json!(gz.len())),
+        ] {
+            patch.insert(k.to_string(), v);
+        }
+        self.objects
+            .inner
+            .update_meta(id, &patch)
+            .expect("mark session archived");
+    }
+
     /// The mock clock's now.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -199,13 +225,7 @@ impl MockHost {
 
     /// Appends to a session's live output as the app would (unrecorded); creates the file.
     pub fn append_output(&self, id: &str, bytes: &[u8]) {
-        let files = &self.files.inner;
-        if files.stat(id, OUTPUT_FILE).unwrap().is_none() {
-            files
-                .create(id, OUTPUT_FILE, Default::default())
-                .expect("create output");
-        }
-        files.append(id, OUTPUT_FILE, bytes).expect("append");
+        append_to(&self.files, id, bytes)
     }
 
     /// An archive file's bytes (unrecorded).
@@ -227,6 +247,82 @@ impl MockHost {
     pub fn inject(&self, fault: Fault) {
         self.rec.inject(fault)
     }
+
+    /// Runs `hook` just before each call to `op` (e.g. `"files.read"`) reaches the store, to
+    /// act *during* a policy operation, as the app would. The hook should use the unrecorded
+    /// stores (`host.files.inner`, [`append_to`]); see [`Recorder::on_call`].
+    pub fn on_call(&self, op: &str, hook: impl Fn(&Call) + Send + Sync + 'static) {
+        self.rec.on_call(op, hook)
+    }
+
+    /// Runs `f` once just before the next call to `op` reaches the store (see
+    /// [`Recorder::before_next`]), e.g. an app append between a policy's read and its delete.
+    pub fn before_next(&self, op: &str, f: impl FnOnce() + Send + 'static) {
+        self.rec.before_next(op, f)
+    }
+
+    /// Appends `bytes` to `id`'s live output (as the app would, unrecorded) just before the next
+    /// call to `op`.
+    pub fn append_before(&self, op: &str, id: &str, bytes: &[u8]) {
+        let files = self.files.clone();
+        let (id, bytes) = (id.to_string(), bytes.to_vec());
+        self.before_next(op, move || {
+            files
+                .inner
+                .append(&id, OUTPUT_FILE, &bytes)
+                .expect("hook append to live output");
+        })
+    }
+
+    /// Total bytes the policy appended to `zone/name` through `files.append` (from the call log).
+    pub fn appended_bytes(&self, zone: &str, name: &str) -> u64 {
+        let prefix = format!("{zone}/{name} +");
+        self.calls_to("files.append")
+            .iter()
+            .filter_map(|c| c.args.strip_prefix(&prefix))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+/// The WIT error a policy returned; panics (naming what happened instead) on success, a trap or
+/// any other host-side failure, so a test can tell "typed error" from "trap".
+pub fn expect_policy_error<T: std::fmt::Debug>(
+    result: Result<T, session_archiver::error::ArchiverError>,
+) -> session_archiver::error::PolicyError {
+    match result {
+        Ok(v) => panic!("expected a policy error, got success: {v:?}"),
+        Err(session_archiver::error::ArchiverError::Policy { error, .. }) => error,
+        Err(other) => panic!("expected a typed policy error, got: {other} ({other:?})"),
+    }
+}
+
+/// CRC-32 (IEEE, as in gzip) of `data`: bitwise and slow, for fixtures only.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Appends to `zone`'s output as the app would, creating the file when missing (for hooks,
+/// which hold `Arc<MockFiles>` rather than the whole host).
+pub fn append_to(files: &MockFiles, zone: &str, bytes: &[u8]) {
+    let files = &files.inner;
+    if files.stat(zone, OUTPUT_FILE).unwrap().is_none() {
+        files
+            .create(zone, OUTPUT_FILE, Default::default())
+            .expect("create output");
+    }
+    files.append(zone, OUTPUT_FILE, bytes).expect("append");
 }
 
 /// Reads a whole file from a file store in chunks; `None` when it does not exist.

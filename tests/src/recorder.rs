@@ -4,7 +4,7 @@
 //! first, so one counter orders calls across all interfaces and one plan decides which call fails.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use session_archiver::store::StoreError;
 
@@ -35,12 +35,50 @@ pub enum Fault {
     CrashAfter { n: usize },
 }
 
+/// A closure a test runs once, just before one call reaches the store: how a test makes
+/// "the app appended right between the policy's read and its delete" happen deterministically.
+struct Hook {
+    op: String,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("op", &self.op)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Code run just before every matched call reaches its store ([`Recorder::on_call`]): it plays
+/// the app acting *during* a policy operation, e.g. appending output while an archive is read.
+pub type CallHook = Arc<dyn Fn(&Call) + Send + Sync>;
+
+/// The registered [`CallHook`]s, by `interface.function`.
+#[derive(Default)]
+struct CallHooks(Mutex<Vec<(String, CallHook)>>);
+
+impl std::fmt::Debug for CallHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ops: Vec<String> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(o, _)| o.clone())
+            .collect();
+        f.debug_tuple("CallHooks").field(&ops).finish()
+    }
+}
+
 /// Call log plus fault plan; cheap to share between the mock stores.
 #[derive(Debug, Default)]
 pub struct Recorder {
     count: AtomicUsize,
     calls: Mutex<Vec<Call>>,
     faults: Mutex<Vec<Fault>>,
+    hooks: Mutex<Vec<Hook>>,
+    call_hooks: CallHooks,
 }
 
 impl Recorder {
@@ -53,6 +91,11 @@ impl Recorder {
             op: op.to_string(),
             args: args.clone(),
         });
+        self.run_call_hooks(&Call {
+            seq,
+            op: op.to_string(),
+            args,
+        });
         let mut faults = self.faults.lock().unwrap();
         for fault in faults.iter_mut() {
             match fault {
@@ -62,7 +105,11 @@ impl Recorder {
                     )))
                 }
                 Fault::FailNth { n, error } if *n == seq => return Err(error.clone()),
-                Fault::FailOp { op: o, error, times } if o == op => match times {
+                Fault::FailOp {
+                    op: o,
+                    error,
+                    times,
+                } if o == op => match times {
                     None => return Err(error.clone()),
                     Some(0) => {}
                     Some(t) => {
@@ -73,7 +120,69 @@ impl Recorder {
                 _ => {}
             }
         }
+        drop(faults);
+        // Hooks run outside every lock: they touch the unrecorded inner stores, never this log.
+        let hook = {
+            let mut hooks = self.hooks.lock().unwrap();
+            hooks
+                .iter()
+                .position(|h| h.op == op)
+                .map(|i| hooks.remove(i))
+        };
+        if let Some(hook) = hook {
+            (hook.run)();
+        }
         Ok(())
+    }
+
+    /// Runs `f` once, just before the next call to `op` that the fault plan lets through reaches
+    /// the store. `f` should use the inner (unrecorded) stores. Hooks for one op run in the order
+    /// they were added, one per call.
+    pub fn before_next(&self, op: &str, f: impl FnOnce() + Send + 'static) {
+        self.hooks.lock().unwrap().push(Hook {
+            op: op.to_string(),
+            run: Box::new(f),
+        });
+    }
+
+    /// How many hooks have not run yet.
+    pub fn pending_hooks(&self) -> usize {
+        self.hooks.lock().unwrap().len()
+    }
+
+    /// Runs every hook registered for `call.op`, outside all recorder locks (a hook may use
+    /// the unrecorded inner stores, which take their own locks).
+    fn run_call_hooks(&self, call: &Call) {
+        let matched: Vec<CallHook> = {
+            let hooks = self.call_hooks.0.lock().unwrap();
+            if hooks.is_empty() {
+                return;
+            }
+            hooks
+                .iter()
+                .filter(|(o, _)| o == &call.op)
+                .map(|(_, h)| h.clone())
+                .collect()
+        };
+        for hook in matched {
+            hook(call);
+        }
+    }
+
+    /// Runs `hook` before every later call to `op` reaches its store (after the call is
+    /// logged, before the fault plan is applied). The hook decides itself whether to act
+    /// (e.g. only on the 2nd matching call); it must not call the recorded stores.
+    pub fn on_call(&self, op: &str, hook: impl Fn(&Call) + Send + Sync + 'static) {
+        self.call_hooks
+            .0
+            .lock()
+            .unwrap()
+            .push((op.to_string(), Arc::new(hook)));
+    }
+
+    /// Removes every [`Recorder::on_call`] hook.
+    pub fn clear_call_hooks(&self) {
+        self.call_hooks.0.lock().unwrap().clear();
     }
 
     /// Adds a fault to the plan.
