@@ -1,0 +1,68 @@
+//! One module per subcommand; each returns `Ok(())` or an error for `main` to report.
+
+mod demo;
+mod policy;
+mod recover;
+mod run;
+mod session;
+mod status;
+mod sweep;
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{Cli, Command, PolicyCommand};
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Plan { json } => sweep::plan(g, json),
+        Command::Sweep { json, strict } => sweep::sweep(g, json, strict),
+        Command::Archive { id, json } => session::archive(g, &id, json),
+        Command::Restore { id, json } => session::restore(g, &id, json),
+        Command::Export { id, output } => session::export(g, &id, output.as_deref()),
+        Command::Status { json } => status::status(g, json),
+        Command::Recover { id, json, strict } => recover::recover(g, id.as_deref(), json, strict),
+        Command::Policy(PolicyCommand::Info { file, json }) => policy::info(g, &file, json),
+        Command::Run {
+            every,
+            max_sweeps,
+            watch_interval,
+        } => run::run(g, every.into(), max_sweeps, watch_interval.into()),
+        Command::Demo {
+            sessions,
+            scale,
+            seed,
+            max_age_days,
+            force,
+        } => demo::demo(
+            g,
+            demo::Params {
+                sessions,
+                scale,
+                seed,
+                max_age_days,
+                force,
+            },
+        ),
+    }
+}
+
+/// A progress bar on stderr, or a hidden one when stderr is not a terminal or output is quiet
+/// (scripts and `--json` get clean streams).
+fn progress_bar(show: bool, what: &str) -> ProgressBar {
+    if !show || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(&format!(
+        "{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}

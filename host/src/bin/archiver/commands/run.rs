@@ -1,0 +1,170 @@
+//! `run --every D`: periodic sweeps with live policy swaps.
+//!
+//! Signals only set flags; the loop looks at them between sweeps and while waiting, so a stop
+//! never interrupts a sweep in flight, and a swap happens between operations (the library also
+//! lets operations in flight finish on the old policy).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use session_archiver::archiver::Archiver;
+use session_archiver::policy::PolicyId;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::cli::Global;
+use crate::output::{bytes, ratio};
+use crate::setup;
+use crate::watch::PolicyWatch;
+
+/// How often the loop wakes to look at the flags while waiting.
+const TICK: Duration = Duration::from_millis(50);
+
+/// `name@version (sha256 prefix)`, the form of the swap log.
+fn short(p: &PolicyId) -> String {
+    format!(
+        "{}@{} ({})",
+        p.name,
+        p.version,
+        &p.sha256[..12.min(p.sha256.len())]
+    )
+}
+
+struct Flags {
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+fn install_signals() -> Result<Flags> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    // A second SIGINT while the first is pending exits at once (someone means it).
+    signal_hook::flag::register_conditional_shutdown(SIGINT, 130, stop.clone())
+        .context("installing the SIGINT handler")?;
+    signal_hook::flag::register(SIGINT, stop.clone()).context("installing the SIGINT handler")?;
+    signal_hook::flag::register(SIGTERM, stop.clone()).context("installing the SIGTERM handler")?;
+    signal_hook::flag::register(SIGHUP, hup.clone()).context("installing the SIGHUP handler")?;
+    Ok(Flags { stop, hup })
+}
+
+pub fn run(
+    g: &Global,
+    every: Duration,
+    max_sweeps: Option<u64>,
+    watch_interval: Duration,
+) -> Result<()> {
+    let flags = install_signals()?;
+    let s = setup::open(g)?;
+    let archiver = &s.archiver;
+    let mut watch = PolicyWatch::new(&s.policy_path);
+    tracing::info!(
+        "running: a sweep every {} with policy {} from {}; SIGHUP or a change of the file swaps it",
+        humantime::format_duration(every),
+        short(&archiver.current_policy().id()),
+        s.policy_path.display()
+    );
+
+    let mut sweeps = 0u64;
+    let mut last_watch = Instant::now();
+    loop {
+        if flags.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let started = Instant::now();
+        sweeps += 1;
+        sweep_once(archiver, sweeps);
+        if max_sweeps.is_some_and(|m| sweeps >= m) {
+            break;
+        }
+        let next = started + every;
+        loop {
+            if flags.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if flags.hup.swap(false, Ordering::Relaxed) {
+                tracing::info!("SIGHUP: reloading {}", watch.path().display());
+                // Record the file as seen, so the poll does not load it a second time.
+                watch.changed();
+                swap(archiver, &watch);
+            } else if last_watch.elapsed() >= watch_interval {
+                last_watch = Instant::now();
+                if watch.changed() {
+                    tracing::info!("{} changed on disk", watch.path().display());
+                    swap(archiver, &watch);
+                }
+            }
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            std::thread::sleep(TICK.min(next - now).min(watch_interval));
+        }
+    }
+    if flags.stop.load(Ordering::Relaxed) {
+        tracing::info!("stopping on signal after {sweeps} sweeps");
+    } else {
+        tracing::info!("done: {sweeps} sweeps");
+    }
+    Ok(())
+}
+
+/// One sweep; a failure is logged and the loop goes on (the next sweep may succeed).
+fn sweep_once(archiver: &Archiver, n: u64) {
+    let started = Instant::now();
+    match archiver.sweep(|_| {}) {
+        Ok(served) => {
+            let s = &served.value;
+            let (pruned, freed) = s
+                .prune
+                .as_ref()
+                .map_or((0, 0), |p| (p.pruned, p.bytes_freed));
+            let skipped: u32 = s.skipped.values().sum();
+            tracing::info!(
+                "sweep {n}: policy {}: archived {} ({} -> {}, {}), skipped {skipped}, failed {}, \
+                 pruned {pruned} (freed {}), recovered {} in {:.1} s",
+                short(&served.policy),
+                s.archived,
+                bytes(s.bytes_archived),
+                bytes(s.bytes_written),
+                ratio(s.bytes_written, s.bytes_archived),
+                s.failed.len(),
+                bytes(freed),
+                s.recovered,
+                started.elapsed().as_secs_f64()
+            );
+            for f in &s.failed {
+                tracing::warn!(
+                    "sweep {n}: {}",
+                    crate::exit::render_archiver(&f.error).replace('\n', " ")
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "sweep {n} failed: {}",
+            crate::exit::render_archiver(&e).replace('\n', " ")
+        ),
+    }
+}
+
+fn swap(archiver: &Archiver, watch: &PolicyWatch) {
+    let old = archiver.current_policy().id();
+    match archiver.swap_policy(watch.path()) {
+        Ok(o) => tracing::info!(
+            "policy swapped: {} -> {}{}",
+            short(&o.old),
+            short(&o.new),
+            if o.from_cache {
+                " (compiled code from the cache)"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => tracing::warn!(
+            "policy rejected: {} could not replace {}, which keeps serving: {}",
+            watch.path().display(),
+            short(&old),
+            crate::exit::render_archiver(&e).replace('\n', " ")
+        ),
+    }
+}

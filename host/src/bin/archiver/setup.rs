@@ -1,0 +1,131 @@
+//! From global options to a runtime, a loaded policy and an [`Archiver`] on the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use session_archiver::archiver::{Archiver, ArchiverOptions};
+use session_archiver::data_dir::DataDirPaths;
+use session_archiver::host::Stores;
+use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
+
+use crate::cli::Global;
+use crate::exit::{ConfigFileError, NoDefaultPolicy};
+
+/// The default policy's file name.
+pub const DEFAULT_POLICY: &str = "inactivity.wasm";
+
+/// Where the data directory's parts are, after the per-part overrides.
+pub fn paths(g: &Global) -> DataDirPaths {
+    let mut p = DataDirPaths::under(&g.data_dir);
+    if let Some(o) = &g.objects_db {
+        p.objects_db = o.clone();
+    }
+    if let Some(f) = &g.filestore_db {
+        p.filestore_db = f.clone();
+    }
+    if let Some(a) = &g.archive_dir {
+        p.archive_dir = a.clone();
+    }
+    p
+}
+
+/// The runtime with the limits and cache the options ask for.
+pub fn runtime(g: &Global) -> Result<Arc<Runtime>> {
+    let mut limits = Limits::default();
+    if let Some(mib) = g.memory_limit {
+        limits.memory_bytes = usize::try_from(mib << 20).context("--memory-limit is too large")?;
+    }
+    if let Some(d) = g.deadline {
+        limits.deadline = d.into();
+    }
+    let cache = if g.no_cache {
+        CacheSetting::Disabled
+    } else if let Some(d) = &g.cache_dir {
+        CacheSetting::Dir(d.clone())
+    } else {
+        CacheSetting::Default
+    };
+    Ok(Arc::new(Runtime::new(RuntimeOptions { limits, cache })?))
+}
+
+/// `--policy`, or the first default location that has the default policy.
+pub fn policy_path(g: &Global) -> Result<PathBuf> {
+    if let Some(p) = &g.policy {
+        return Ok(p.clone());
+    }
+    let candidates = default_policy_dirs();
+    for dir in &candidates {
+        let p = dir.join(DEFAULT_POLICY);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let searched = candidates
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(NoDefaultPolicy { searched }.into())
+}
+
+/// `$ARCHIVER_POLICY_DIR`, `<exe dir>/policies`, `<exe dir>/../policies`, in that order.
+fn default_policy_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("ARCHIVER_POLICY_DIR").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("policies"));
+        if let Some(up) = exe_dir.parent() {
+            dirs.push(up.join("policies"));
+        }
+    }
+    dirs
+}
+
+/// The config JSON: `--config` text, `@FILE` contents, or `{}`.
+pub fn config_text(g: &Global) -> Result<String> {
+    match g.config.as_deref() {
+        None => Ok("{}".into()),
+        Some(s) => match s.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| {
+                ConfigFileError {
+                    path: path.to_string(),
+                    source,
+                }
+                .into()
+            }),
+            None => Ok(s.to_string()),
+        },
+    }
+}
+
+/// Everything a policy-driven command needs.
+pub struct Session {
+    pub archiver: Archiver,
+    pub policy_path: PathBuf,
+}
+
+/// Opens the existing data directory and loads the policy with the config checked by it.
+pub fn open(g: &Global) -> Result<Session> {
+    let paths = paths(g);
+    let policy_path = policy_path(g)?;
+    let config = config_text(g)?;
+    let runtime = runtime(g)?;
+    let stores: Stores = paths.open(true)?;
+    let policy = runtime.load_file(&policy_path)?;
+    let options = ArchiverOptions {
+        config,
+        workers: g.workers.map(usize::from),
+        locks: paths.locks(),
+    };
+    let archiver = Archiver::new(stores, runtime, policy, options)?;
+    Ok(Session {
+        archiver,
+        policy_path,
+    })
+}
