@@ -1,7 +1,10 @@
 //! The policy's configuration: parsed, checked and completed with defaults.
 
+use archiver_kit::decide::{level, positive, positive_duration, DAY_MS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use archiver_kit::decide::ConfigError;
 
 /// 2 GiB, the seed's archive cap.
 pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 2 << 30;
@@ -43,22 +46,6 @@ struct RawConfig {
     max_restore_bytes: Option<Value>,
 }
 
-/// A rejected configuration; the message names the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-fn positive(field: &str, v: Option<Value>, default: u64) -> Result<u64, ConfigError> {
-    match v {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => match v.as_u64() {
-            Some(n) if n > 0 => Ok(n),
-            _ => Err(ConfigError(format!(
-                "`{field}` must be a positive integer, got {v}"
-            ))),
-        },
-    }
-}
-
 impl Config {
     /// Parses config JSON text (`{}` or empty for the defaults).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -66,35 +53,21 @@ impl Config {
         let raw: RawConfig =
             serde_json::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
         let d = Config::default();
-        let level = match raw.level {
-            None | Some(Value::Null) => d.level,
-            Some(v) => match v.as_u64() {
-                Some(n) if n <= 9 => n as u8,
-                _ => {
-                    return Err(ConfigError(format!(
-                        "`level` must be an integer from 0 to 9, got {v}"
-                    )))
-                }
-            },
-        };
-        let cfg = Config {
-            inactive_days: positive("inactive_days", raw.inactive_days, d.inactive_days)?,
+        Ok(Config {
+            inactive_days: positive_duration(
+                "inactive_days",
+                raw.inactive_days,
+                d.inactive_days,
+                DAY_MS,
+            )?,
             max_total_bytes: positive("max_total_bytes", raw.max_total_bytes, d.max_total_bytes)?,
-            level,
+            level: level("level", raw.level, d.level)?,
             max_restore_bytes: positive(
                 "max_restore_bytes",
                 raw.max_restore_bytes,
                 d.max_restore_bytes,
             )?,
-        };
-        // inactive_days × 86 400 000 must fit in i64 ms.
-        if cfg.inactive_days > (i64::MAX / 86_400_000) as u64 {
-            return Err(ConfigError(format!(
-                "`inactive_days` is too large: {}",
-                cfg.inactive_days
-            )));
-        }
-        Ok(cfg)
+        })
     }
 
     /// The complete config as JSON text (what `validate-config` returns).

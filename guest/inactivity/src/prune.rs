@@ -6,51 +6,20 @@
 //! that was not enough, oldest first; a pinned session's archive, or one whose session is busy or
 //! unreadable, never.
 
-use archiver_kit::ops::{ArchiveClass, ArchiveInfo, PrunePick};
+use archiver_kit::decide::prune_to_cap;
+use archiver_kit::ops::{ArchiveInfo, PrunePick};
 
-/// The ordered list of archives to delete until the total is at most `cap`.
+/// The ordered list of archives to delete until the total is at most `cap` (the kit's
+/// [`prune_to_cap`] order, with nothing picked before).
 pub fn prune_plan(archives: &[ArchiveInfo], cap: u64) -> Vec<PrunePick> {
-    let mut total: u64 = archives.iter().map(|a| a.entry.size).sum();
-    if total <= cap {
-        return Vec::new();
-    }
-    let rank = |c: ArchiveClass| match c {
-        ArchiveClass::Backup | ArchiveClass::Orphan => Some(0),
-        ArchiveClass::OnlyCopy => Some(1),
-        ArchiveClass::Pinned | ArchiveClass::InProgress | ArchiveClass::Unknown => None,
-    };
-    let mut order: Vec<(u8, i64, &str, usize)> = archives
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| {
-            rank(a.class).map(|r| (r, a.entry.modified_ms, a.entry.name.as_str(), i))
-        })
-        .collect();
-    order.sort();
-    let mut picks = Vec::new();
-    for (_, _, _, i) in order {
-        if total <= cap {
-            break;
-        }
-        let a = &archives[i];
-        total = total.saturating_sub(a.entry.size);
-        let reason = match a.class {
-            ArchiveClass::Backup => "cap exceeded: backup of restored session",
-            ArchiveClass::Orphan => "cap exceeded: orphan (no session refers to it)",
-            _ => "cap exceeded: oldest",
-        };
-        picks.push(PrunePick {
-            index: i,
-            reason: reason.into(),
-        });
-    }
-    picks
+    prune_to_cap(archives, cap, &[])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use archiver_kit::host::Entry;
+    use archiver_kit::ops::ArchiveClass;
 
     fn a(name: &str, size: u64, t: i64, class: ArchiveClass) -> ArchiveInfo {
         ArchiveInfo {

@@ -2,54 +2,19 @@
 //!
 //! `plan` and `sweep` both come here (through `Decisions::select`), so a plan is what a sweep does.
 
-use archiver_kit::meta::{keys, Meta};
+use archiver_kit::decide::{eligible, skip};
+use archiver_kit::meta::Meta;
 use archiver_kit::ops::Selection;
 
-/// One day in ms.
-pub const DAY_MS: i64 = 86_400_000;
+pub use archiver_kit::decide::DAY_MS;
 
-fn skip(code: &str, reason: impl Into<String>, candidate: bool) -> Selection {
-    Selection::Skip {
-        code: code.into(),
-        reason: reason.into(),
-        candidate,
-    }
-}
-
-/// Decides for one session, given its meta and the time now.
+/// Decides for one session, given its meta and the time now: the kit's eligibility rules (the
+/// seed's, plus pins, intents and untrustworthy meta), then idle for at least `inactive_days`.
 pub fn select(meta: &Meta, now_ms: i64, inactive_days: u64) -> Selection {
-    if meta.view() != "agent" {
-        return skip("not-agent", "not an agent session", false);
-    }
-    if meta.has_intent() {
-        return Selection::Recover {
-            reason: "an interrupted operation is recorded in meta".into(),
-        };
-    }
-    match meta.pinned() {
-        Ok(true) => return skip("pinned", "pinned", true),
-        Ok(false) => {}
-        Err(e) => return skip("invalid-meta", e.to_string(), true),
-    }
-    // Strict, unlike the seed: misreading this as "not archived" could overwrite an only copy.
-    match meta.archived_at() {
-        Ok(Some(_)) => return skip("archived", "already archived", true),
-        Ok(None) => {}
-        Err(e) => return skip("invalid-meta", e.to_string(), true),
-    }
-    // Forgiving like the seed: a wrong type is as good as missing, and both mean skip.
-    let Some(last) = meta
-        .i64(keys::LAST_ACTIVITY_MS)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-    else {
-        return skip("no-activity", "no last activity recorded", true);
+    let last = match eligible(meta) {
+        Ok(e) => e.last_activity_ms,
+        Err(selection) => return selection,
     };
-    let lines = meta.u64(keys::LINE_COUNT).ok().flatten().unwrap_or(0);
-    if lines == 0 {
-        return skip("no-lines", "no lines", true);
-    }
     let idle = now_ms.saturating_sub(last);
     let cutoff = inactive_days as i64 * DAY_MS;
     if idle >= cutoff {

@@ -5,6 +5,7 @@
 //! copies over the host imports, and the archive/restore/export/recover/sweep operations. A policy
 //! crate supplies only its [`ops::Decisions`] and calls [`export!`] on its `Guest` impl.
 
+pub mod decide;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod gzip;
@@ -14,6 +15,7 @@ pub mod meta;
 pub mod ops;
 #[cfg(test)]
 mod ops_tests;
+pub mod policy;
 
 /// The one `wit_bindgen::generate!` of the `archive-policy` world, shared by every policy crate so
 /// they all speak the same generated types.

@@ -94,13 +94,47 @@ pub struct PrunePick {
     pub reason: String,
 }
 
+/// One session as [`Decisions::select_all`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The session id.
+    pub id: String,
+    /// Its parsed meta (sessions whose meta does not parse never reach a policy: they are
+    /// skipped as `invalid-meta`).
+    pub meta: Meta,
+    /// Readable bytes of its live `output` (0 when there is none). Measured (one `files.stat`
+    /// per session) only when [`Decisions::needs_live_bytes`] says so; 0 otherwise.
+    pub live_bytes: u64,
+}
+
 /// A policy's decisions; everything else is shared.
 pub trait Decisions {
-    /// What to do with one session now. `plan` and `sweep` both call this, so a plan is exactly
-    /// what a sweep would do.
+    /// What to do with one session now, judged on its own. The default
+    /// [`Decisions::select_all`] calls this for each session; a policy that decides over all
+    /// sessions at once (a byte budget) overrides `select_all` and may use this as its
+    /// per-session filter.
     fn select(&self, meta: &Meta, now_ms: i64) -> Selection;
+    /// What to do with every session now, in the order given. `plan` and `sweep` both call
+    /// this, so a plan is exactly what a sweep would do. Must return one selection per
+    /// candidate.
+    fn select_all(&self, sessions: &[Candidate], now_ms: i64) -> Vec<Selection> {
+        sessions
+            .iter()
+            .map(|c| self.select(&c.meta, now_ms))
+            .collect()
+    }
+    /// Whether [`Candidate::live_bytes`] must be measured (costs a `files.stat` per session).
+    fn needs_live_bytes(&self) -> bool {
+        false
+    }
     /// Which archives to delete, in order, so the directory fits under `cap`.
     fn prune_plan(&self, archives: &[ArchiveInfo], cap: u64) -> Vec<PrunePick>;
+    /// [`Decisions::prune_plan`] with the time now, for policies with age rules. `plan`,
+    /// `prune` and `sweep` call this one; the default ignores the time.
+    fn prune_plan_at(&self, archives: &[ArchiveInfo], cap: u64, now_ms: i64) -> Vec<PrunePick> {
+        let _ = now_ms;
+        self.prune_plan(archives, cap)
+    }
     /// Compression level 0..=9.
     fn level(&self) -> u8;
     /// Cap on the archive directory's total size.
@@ -1024,7 +1058,7 @@ fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> 
 /// Prunes archives down to the cap: see the WIT `policy.prune`.
 pub fn prune<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::PruneReport, Error> {
     let archives = classify_archives(h)?;
-    let picks = d.prune_plan(&archives, d.cap());
+    let picks = d.prune_plan_at(&archives, d.cap(), h.now_ms());
     let mut report = api::PruneReport {
         pruned: 0,
         tombstoned: 0,
@@ -1058,16 +1092,70 @@ fn skip_counts(counts: BTreeMap<String, u32>) -> Vec<api::SkipCount> {
         .collect()
 }
 
-/// Selection for one object, with unreadable meta as its own skip reason.
-fn select_object<D: Decisions>(d: &D, obj: &Object, now: i64) -> Selection {
-    match Meta::parse(&obj.meta) {
-        Ok(meta) => d.select(&meta, now),
-        Err(e) => Selection::Skip {
-            code: "invalid-meta".into(),
-            reason: e.to_string(),
-            candidate: true,
-        },
+/// Readable bytes of a session's live output; 0 when there is none or it cannot be stat'ed
+/// (logged: under-counting only makes a budget policy archive less, never lose data).
+fn live_bytes<H: Host>(h: &H, id: &str) -> u64 {
+    match h.stat_file(id, OUTPUT) {
+        Ok(Some(s)) => s.size - first_held(&s),
+        Ok(None) => 0,
+        Err(e) => {
+            h.log(
+                Level::Warn,
+                &format!("session {id}: cannot stat live output: {e:?}"),
+            );
+            0
+        }
     }
+}
+
+/// The policy's selection for every object, in order, with unreadable meta as its own skip
+/// reason (never shown to the policy). Returns each object with its selection and its measured
+/// live bytes (`None` when not measured).
+fn select_objects<H: Host, D: Decisions>(
+    h: &H,
+    d: &D,
+    objects: Vec<Object>,
+    now: i64,
+) -> Vec<(Object, Selection, Option<u64>)> {
+    let measure = d.needs_live_bytes();
+    let mut candidates = Vec::new();
+    let mut slots: Vec<(Object, Result<usize, Selection>)> = Vec::with_capacity(objects.len());
+    for obj in objects {
+        match Meta::parse(&obj.meta) {
+            Ok(meta) => {
+                candidates.push(Candidate {
+                    id: obj.id.clone(),
+                    live_bytes: if measure { live_bytes(h, &obj.id) } else { 0 },
+                    meta,
+                });
+                slots.push((obj, Ok(candidates.len() - 1)));
+            }
+            Err(e) => slots.push((
+                obj,
+                Err(Selection::Skip {
+                    code: "invalid-meta".into(),
+                    reason: e.to_string(),
+                    candidate: true,
+                }),
+            )),
+        }
+    }
+    let mut chosen = d.select_all(&candidates, now).into_iter();
+    slots
+        .into_iter()
+        .map(|(obj, slot)| match slot {
+            Ok(i) => {
+                let sel = chosen.next().unwrap_or_else(|| Selection::Skip {
+                    code: "policy-error".into(),
+                    reason: "the policy returned no decision for this session".into(),
+                    candidate: true,
+                });
+                let bytes = measure.then(|| candidates[i].live_bytes);
+                (obj, sel, bytes)
+            }
+            Err(sel) => (obj, sel, None),
+        })
+        .collect()
 }
 
 /// A dry run of a sweep: see the WIT `policy.plan`. Only reads.
@@ -1078,16 +1166,11 @@ pub fn plan<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepPlan, Error
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     let mut objects = Vec::new();
     for_each_object(h, &mut |o| objects.push(o))?;
-    for obj in objects {
+    for (obj, selection, measured) in select_objects(h, d, objects, now) {
         scanned += 1;
-        match select_object(d, &obj, now) {
+        match selection {
             Selection::Archive { reason } => {
-                let bytes = h
-                    .stat_file(&obj.id, OUTPUT)
-                    .ok()
-                    .flatten()
-                    .map(|s| s.size - first_held(&s))
-                    .unwrap_or(0);
+                let bytes = measured.unwrap_or_else(|| live_bytes(h, &obj.id));
                 decisions.push(api::Decision {
                     target: obj.id,
                     action: api::Action::Archive,
@@ -1122,7 +1205,7 @@ pub fn plan<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepPlan, Error
     }
     let archives = classify_archives(h)?;
     let total: u64 = archives.iter().map(|a| a.entry.size).sum();
-    for pick in d.prune_plan(&archives, d.cap()) {
+    for pick in d.prune_plan_at(&archives, d.cap(), now) {
         if let Some(a) = archives.get(pick.index) {
             decisions.push(api::Decision {
                 target: a.entry.name.clone(),
@@ -1163,9 +1246,9 @@ pub fn sweep<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepReport, Er
         },
     };
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for obj in objects {
+    for (obj, selection, _) in select_objects(h, d, objects, now) {
         report.scanned += 1;
-        match select_object(d, &obj, now) {
+        match selection {
             Selection::Archive { .. } => match archive(h, &obj.id, d.level()) {
                 Ok(o) if o.raw_bytes > 0 => {
                     report.archived += 1;

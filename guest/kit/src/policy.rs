@@ -1,0 +1,152 @@
+//! The component glue every policy would otherwise write by hand: a policy implements
+//! [`Policy`] (its decisions, how it reads its config, who it is) and calls
+//! [`export_policy!`](crate::export_policy); each WIT export then parses the config and runs the
+//! shared operation from [`crate::ops`] against the real host imports.
+
+use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::host::WitHost;
+use crate::ops::{self, Decisions, Error};
+
+/// A complete policy: its [`Decisions`] under one parsed configuration.
+pub trait Policy: Decisions + Sized {
+    /// Who the policy is (`archiver policy info`).
+    fn info() -> api::PolicyInfo;
+    /// Parses and checks config JSON text (`{}` or empty: the defaults). A bad config is
+    /// [`Error::InvalidConfig`] naming the field.
+    fn from_config(text: &str) -> Result<Self, Error>;
+    /// The config in force, every default filled in, as JSON text.
+    fn config_json(&self) -> String;
+}
+
+/// `validate-config`.
+pub fn validate_config<P: Policy>(config: &str) -> Result<String, Error> {
+    Ok(P::from_config(config)?.config_json())
+}
+
+/// `archive`.
+pub fn archive<P: Policy>(config: &str, id: &str) -> Result<api::ArchiveOutcome, Error> {
+    let p = P::from_config(config)?;
+    ops::archive(&WitHost, id, p.level())
+}
+
+/// `restore`.
+pub fn restore<P: Policy>(config: &str, id: &str) -> Result<api::RestoreOutcome, Error> {
+    let p = P::from_config(config)?;
+    ops::restore(&WitHost, id, p.max_restore_bytes())
+}
+
+/// `export`.
+pub fn export<P: Policy>(config: &str, id: &str) -> Result<api::ExportOutcome, Error> {
+    let p = P::from_config(config)?;
+    ops::export(&WitHost, id, p.max_restore_bytes())
+}
+
+/// `plan`.
+pub fn plan<P: Policy>(config: &str) -> Result<api::SweepPlan, Error> {
+    ops::plan(&WitHost, &P::from_config(config)?)
+}
+
+/// `sweep`.
+pub fn sweep<P: Policy>(config: &str) -> Result<api::SweepReport, Error> {
+    ops::sweep(&WitHost, &P::from_config(config)?)
+}
+
+/// `prune`.
+pub fn prune<P: Policy>(config: &str) -> Result<api::PruneReport, Error> {
+    ops::prune(&WitHost, &P::from_config(config)?)
+}
+
+/// `recover`: the config is checked even though recovery decides nothing, so a bad config
+/// fails every call the same way.
+pub fn recover<P: Policy>(config: &str, id: Option<&str>) -> Result<api::RecoverReport, Error> {
+    P::from_config(config)?;
+    ops::recover(&WitHost, id)
+}
+
+/// Defines `pub struct Component` implementing the WIT `policy` exports with the shared
+/// operations for the [`Policy`] type given, and (on wasm only) exports it:
+///
+/// ```ignore
+/// archiver_kit::export_policy!(MyPolicy);
+/// ```
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        /// The component's exports: every one parses the config, then runs the kit's operation.
+        pub struct Component;
+
+        impl $crate::bindings::exports::session_archiver::policy::policy::Guest for Component {
+            fn info() -> $crate::bindings::exports::session_archiver::policy::policy::PolicyInfo {
+                <$policy as $crate::policy::Policy>::info()
+            }
+            fn validate_config(config: String) -> Result<String, $crate::ops::Error> {
+                $crate::policy::validate_config::<$policy>(&config)
+            }
+            fn archive(
+                config: String,
+                id: String,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::ArchiveOutcome,
+                $crate::ops::Error,
+            > {
+                $crate::policy::archive::<$policy>(&config, &id)
+            }
+            fn restore(
+                config: String,
+                id: String,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::RestoreOutcome,
+                $crate::ops::Error,
+            > {
+                $crate::policy::restore::<$policy>(&config, &id)
+            }
+            fn export(
+                config: String,
+                id: String,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::ExportOutcome,
+                $crate::ops::Error,
+            > {
+                $crate::policy::export::<$policy>(&config, &id)
+            }
+            fn plan(
+                config: String,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::SweepPlan,
+                $crate::ops::Error,
+            > {
+                $crate::policy::plan::<$policy>(&config)
+            }
+            fn sweep(
+                config: String,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::SweepReport,
+                $crate::ops::Error,
+            > {
+                $crate::policy::sweep::<$policy>(&config)
+            }
+            fn prune(
+                config: String,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::PruneReport,
+                $crate::ops::Error,
+            > {
+                $crate::policy::prune::<$policy>(&config)
+            }
+            fn recover(
+                config: String,
+                id: Option<String>,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::RecoverReport,
+                $crate::ops::Error,
+            > {
+                $crate::policy::recover::<$policy>(&config, id.as_deref())
+            }
+        }
+
+        // Only in wasm: the export names (`session-archiver:policy/...`) do not link into a
+        // native library.
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::export!(Component);
+    };
+}
