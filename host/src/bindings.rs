@@ -10,8 +10,7 @@ use crate::host::HostError;
 
 wasmtime::component::bindgen!({
     world: "archive-policy",
-    // See build.rs: a copy of ../wit with keywords escaped (same fix as the guest kit).
-    path: "wit-escaped",
+    path: "../wit",
     imports: { default: trappable },
     trappable_error_type: {
         "session-archiver:policy/objects.error" => HostError,

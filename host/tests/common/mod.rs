@@ -199,9 +199,9 @@ pub fn exportless_component() -> Vec<u8> {
 /// A dummy component of the `archive-policy` world from the host's WIT, with the package
 /// version replaced by `version`. Its functions are `unreachable`, so `info` traps.
 pub fn our_world_component(version: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wit-escaped");
+    let dir = workspace().join("wit");
     let tmp = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(&dir).expect("wit-escaped") {
+    for entry in std::fs::read_dir(&dir).expect("read wit/") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read wit");
         let text = text.replace("@0.1.0", &format!("@{version}"));
@@ -288,7 +288,7 @@ fn hand_made_policy(info_body: &str, bodies: [&str; 8]) -> Vec<u8> {
         )"#
     );
     let mut module = wat::parse_str(&wat).expect("wat");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wit-escaped");
+    let dir = workspace().join("wit");
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve.push_dir(&dir).expect("parse wit");
     let world = resolve
