@@ -1,0 +1,105 @@
+//! Helpers for the `cli_*` tests: run the built `archiver` binary on temp data directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The built binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_archiver");
+
+/// `target/policies/<name>.wasm`, which `cargo xtask build-policies` makes.
+pub fn policy(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/policies")
+        .join(format!("{name}.wasm"));
+    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        len > 1024,
+        "{} is missing: run `cargo xtask build-policies` first",
+        p.display()
+    );
+    p
+}
+
+/// `archiver --data-dir DIR` with a clean environment: no `ARCHIVER_*` from the caller, a
+/// compile cache shared by the CLI tests (not the user's), the default policy found the way a
+/// user's would be (next to the binary).
+pub fn archiver(data: &Path) -> Command {
+    policy("inactivity");
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ARCHIVER_") {
+            c.env_remove(k);
+        }
+    }
+    c.env_remove("RUST_LOG");
+    c.env(
+        "ARCHIVER_CACHE_DIR",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-cache"),
+    );
+    c.arg("--data-dir").arg(data);
+    c
+}
+
+/// Runs and returns the output, whatever the exit status.
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("run archiver")
+}
+
+/// Runs, asserts success, returns stdout.
+pub fn ok(c: Command) -> String {
+    let shown = format!("{c:?}");
+    let out = run(c);
+    assert!(
+        out.status.success(),
+        "{shown} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs with the extra args, asserts success, parses stdout as JSON.
+pub fn json(data: &Path, args: &[&str]) -> Value {
+    let mut c = archiver(data);
+    c.args(args);
+    let text = ok(c);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+}
+
+/// A fresh data directory with a small demo (every kind of session, a few KB each).
+pub fn demo() -> (TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut c = archiver(&data);
+    c.args(["demo", "--sessions", "40", "--scale", "0.01"]);
+    let out = ok(c);
+    assert!(out.contains("42 sessions: 40 agent"), "{out}");
+    (tmp, data)
+}
+
+/// A session's meta from `objects.db`, read with plain SQL.
+pub fn meta(data: &Path, id: &str) -> Value {
+    let conn = rusqlite::Connection::open(data.join("objects.db")).expect("open objects.db");
+    let text: String = conn
+        .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
+            r.get(0)
+        })
+        .expect("the session exists");
+    let v: Value = serde_json::from_str(&text).expect("block JSON");
+    v["meta"].clone()
+}
+
+/// The exit code, asserting the process was not killed by a signal.
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
