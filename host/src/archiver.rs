@@ -158,6 +158,12 @@ impl Archiver {
         policy: LoadedPolicy,
         options: ArchiverOptions,
     ) -> Result<Self, ArchiverError> {
+        if !wasmtime::Engine::same(policy.pre.engine(), runtime.engine()) {
+            return Err(ArchiverError::Load {
+                label: policy.label.clone(),
+                msg: "the policy was loaded by another Runtime; load it with this one".into(),
+            });
+        }
         let workers = options
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
