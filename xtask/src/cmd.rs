@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -57,4 +57,26 @@ pub fn show(cmd: &Command) -> String {
     parts.push(cmd.get_program().to_string_lossy().into_owned());
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
+}
+
+/// Runs `cmd` with inherited stdio and reports whether it succeeded within `limit`; kills it
+/// otherwise. For network steps (`rustup target add`) that may hang on a closed network.
+pub fn succeeds_within(cmd: &mut Command, limit: Duration) -> bool {
+    println!("$ {}", show(cmd));
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                println!("   (gave up after {} s)", limit.as_secs());
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use wit_component::{ComponentEncoder, DecodedWasm};
@@ -209,11 +209,10 @@ fn choose_route(forced: Option<Route>) -> Result<Route> {
     }
     if cmd::probe(Command::new("rustup").arg("--version")).is_some() {
         println!("{WASM_TARGET} is not installed; trying `rustup target add {WASM_TARGET}`");
-        let added = Command::new("rustup")
-            .args(["target", "add", WASM_TARGET])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let added = cmd::succeeds_within(
+            Command::new("rustup").args(["target", "add", WASM_TARGET]),
+            Duration::from_secs(180),
+        );
         if added && active_toolchain_has_wasm_target() {
             return Ok(Route::Rustup);
         }
