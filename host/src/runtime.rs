@@ -98,6 +98,9 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     hits: AtomicU64,
     compiles: AtomicU64,
+    /// The largest guest linear memory of any operation since the last
+    /// [`Runtime::take_peak_guest_memory`].
+    peak_guest_memory: AtomicU64,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -156,6 +159,7 @@ impl Runtime {
             cache_dir: options.cache.resolve(),
             hits: AtomicU64::new(0),
             compiles: AtomicU64::new(0),
+            peak_guest_memory: AtomicU64::new(0),
             stop,
             ticker: Some(ticker),
         })
@@ -182,6 +186,13 @@ impl Runtime {
             hits: self.hits.load(Ordering::Relaxed),
             compiles: self.compiles.load(Ordering::Relaxed),
         }
+    }
+
+    /// The most linear memory any one policy operation (instance) had since the last call, in
+    /// bytes, and resets it: call it around an operation to get that operation's peak. It is
+    /// what the bounded-memory target (guest memory ≤ 16 MiB for any session size) is checked on.
+    pub fn take_peak_guest_memory(&self) -> u64 {
+        self.peak_guest_memory.swap(0, Ordering::Relaxed)
     }
 
     /// Reads, compiles (or fetches from cache), links and checks the policy at `path`.
@@ -380,6 +391,8 @@ impl Runtime {
             .pre
             .instantiate(&mut store)
             .and_then(|p| f(p.session_archiver_policy_policy(), &mut store));
+        self.peak_guest_memory
+            .fetch_max(store.data().limiter.peak_memory() as u64, Ordering::Relaxed);
         match result {
             Ok(Ok(r)) => Ok((r, store.data().sink_bytes())),
             Ok(Err(error)) => Err(ArchiverError::Policy {

@@ -100,6 +100,10 @@ pub struct Limiter {
     cap: usize,
     /// Set when a growth was refused.
     pub(crate) hit: Option<HostTrap>,
+    /// Linear memory of every memory in the store now, and the most it has been: wasm memory
+    /// never shrinks, so the peak is what an operation really cost (the benchmark reports it).
+    total: usize,
+    peak: usize,
 }
 
 impl Limiter {
@@ -115,7 +119,15 @@ impl Limiter {
             inner,
             cap: memory_bytes,
             hit: None,
+            total: 0,
+            peak: 0,
         }
+    }
+
+    /// The most linear memory (all memories of the store together) the guest has had, in bytes.
+    /// Initial memories count: wasmtime asks the limiter when it creates them too.
+    pub fn peak_memory(&self) -> usize {
+        self.peak
     }
 }
 
@@ -137,6 +149,8 @@ impl ResourceLimiter for Limiter {
             // names the limit instead of an allocator abort.
             return Err(wasmtime::Error::new(trap));
         }
+        self.total = self.total.saturating_add(desired.saturating_sub(current));
+        self.peak = self.peak.max(self.total);
         Ok(true)
     }
 
