@@ -514,3 +514,53 @@ fn a_data_dir_made_by_raw_sql_in_the_wave_layout_works() {
         .unwrap();
     assert_eq!(tables, ["db_block", "schema_migrations"]);
 }
+
+#[test]
+fn a_sweep_over_the_cap_prunes_and_restoring_a_pruned_session_says_when() {
+    let (_tmp, data) = demo();
+    let cap = ["--config", r#"{"max_total_bytes":1000}"#];
+    let sweep = json(&data, &[&cap[..], &["sweep", "--json"]].concat());
+    let prune = &sweep["prune"];
+    let pruned = prune["pruned"].as_u64().unwrap();
+    let tombstoned = prune["tombstoned"].as_u64().unwrap();
+    assert!(pruned > 0 && tombstoned > 0, "{sweep}");
+    assert!(prune["bytes_freed"].as_u64().unwrap() > 0);
+
+    let status = json(&data, &[&cap[..], &["status", "--json"]].concat());
+    assert_eq!(status["archive_cap"], 1000);
+    assert!(
+        status["archive_bytes"].as_u64().unwrap() <= 1000,
+        "{status}"
+    );
+    assert_eq!(
+        status["agent_sessions"]["pruned"].as_u64().unwrap(),
+        tombstoned
+    );
+
+    let conn = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+    let id: String = conn
+        .query_row(
+            "SELECT oid FROM db_block \
+             WHERE json_extract(data, '$.meta.\"session:archive_pruned_at\"') > 0 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut c = archiver(&data);
+    c.args(["restore", &id]);
+    let out = run(c);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: restoring {id}: its only archive was pruned at 20"
+        )),
+        "{err}"
+    );
+
+    // Nothing was interrupted, so recovery finds nothing.
+    let rec = json(&data, &["recover", "--json"]);
+    assert_eq!(rec["examined"], 0);
+    assert_eq!(rec["failed"].as_array().unwrap().len(), 0);
+}

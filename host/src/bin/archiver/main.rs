@@ -13,9 +13,11 @@ mod cli;
 mod commands;
 mod exit;
 mod output;
+mod progress;
 mod setup;
 mod watch;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -48,7 +50,8 @@ fn init_logging(g: &cli::Global) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

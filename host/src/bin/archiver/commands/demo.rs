@@ -8,7 +8,6 @@ use session_archiver::data_dir::DataDirPaths;
 use session_archiver::demo::{create_demo, DemoOptions};
 use session_archiver::store::{Clock, SystemClock};
 
-use super::progress_bar;
 use crate::cli::Global;
 use crate::setup;
 
@@ -50,7 +49,7 @@ pub fn demo(g: &Global, p: Params) -> Result<()> {
     if let Some(seed) = p.seed {
         opts.seed = seed;
     }
-    let bar = progress_bar(!g.quiet, "creating sessions");
+    let bar = crate::progress::bar(!g.quiet, "creating sessions");
     let started = Instant::now();
     let summary = create_demo(
         stores.objects.as_ref(),
@@ -63,7 +62,7 @@ pub fn demo(g: &Global, p: Params) -> Result<()> {
         },
     )
     .context("creating the demo data")?;
-    bar.finish_and_clear();
+    crate::progress::finish(&bar);
     out!("{summary}")?;
     out!(
         "created in {:.1} s: {}, {}, {}",

@@ -8,10 +8,7 @@ mod session;
 mod status;
 mod sweep;
 
-use std::io::IsTerminal;
-
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{Cli, Command, PolicyCommand};
 
@@ -49,20 +46,4 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             },
         ),
     }
-}
-
-/// A progress bar on stderr, or a hidden one when stderr is not a terminal or output is quiet
-/// (scripts and `--json` get clean streams).
-fn progress_bar(show: bool, what: &str) -> ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(&format!(
-        "{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar
 }

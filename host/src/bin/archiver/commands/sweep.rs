@@ -7,7 +7,6 @@ use anyhow::Result;
 use session_archiver::archiver::SweepSummary;
 use session_archiver::bindings::guest::{Action, SweepPlan};
 
-use super::progress_bar;
 use crate::cli::Global;
 use crate::exit::PartialFailure;
 use crate::output::{self, bytes, ratio, PlanJson, SweepJson};
@@ -76,7 +75,7 @@ fn print_plan(out: &mut impl Write, plan: &SweepPlan) -> Result<()> {
 
 pub fn sweep(g: &Global, json: bool, strict: bool) -> Result<()> {
     let s = setup::open(g)?;
-    let bar = progress_bar(!json && !g.quiet, "archiving");
+    let bar = crate::progress::bar(!json && !g.quiet, "archiving");
     let started = Instant::now();
     let served = s.archiver.sweep(|p| {
         if bar.length() != Some(p.total as u64) {
@@ -84,7 +83,7 @@ pub fn sweep(g: &Global, json: bool, strict: bool) -> Result<()> {
         }
         bar.set_position(p.done as u64);
     })?;
-    bar.finish_and_clear();
+    crate::progress::finish(&bar);
     let elapsed = started.elapsed();
     let summary = &served.value;
     if json {
