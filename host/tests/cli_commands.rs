@@ -564,3 +564,41 @@ fn a_sweep_over_the_cap_prunes_and_restoring_a_pruned_session_says_when() {
     assert_eq!(rec["examined"], 0);
     assert_eq!(rec["failed"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_sweep_skips_a_session_another_process_holds_instead_of_waiting_or_racing() {
+    let (_tmp, data) = demo();
+    let plan = json(&data, &["plan", "--json"]);
+    let planned = planned_archives(&plan);
+    let (held, _) = planned[0].clone();
+
+    // Hold the session's lock the way another archiver process would (flock on its lock file).
+    let locks = data.join("archives/.locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = std::fs::File::create(locks.join(format!("{held}.lock"))).unwrap();
+    lock.lock().unwrap();
+
+    let started = std::time::Instant::now();
+    let sweep = json(&data, &["sweep", "--json"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(sweep["skipped"]["locked"], 1, "{sweep}");
+    assert_eq!(
+        sweep["archived"].as_u64().unwrap(),
+        planned.len() as u64 - 1
+    );
+    let m = meta(&data, &held);
+    assert!(
+        m.get("session:archived_at").is_none_or(Value::is_null),
+        "the held session was left alone: {m}"
+    );
+
+    // Other sessions are not blocked by it either.
+    let (other, _) = planned[1].clone();
+    let mut c = archiver(&data);
+    c.args(["restore", &other]);
+    ok(c);
+
+    drop(lock);
+    let a = json(&data, &["archive", &held, "--json"]);
+    assert!(a["raw_bytes"].as_u64().unwrap() > 0);
+}
