@@ -203,24 +203,28 @@ fn trailing_garbage_after_the_archive_is_refused_as_corrupt() {
     }
 }
 
-/// A gzip member of `gib` GiB of zeros, compressed streaming (the zeros never exist at once).
-fn zeros_bomb(gib: usize) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..gib << 10 {
-        e.write_all(&zeros).unwrap();
-    }
-    e.finish().unwrap()
+/// A gzip member of 1 GiB of zeros (about 1 MB), compressed streaming so the zeros never exist
+/// at once; built once per test binary.
+fn zeros_bomb() -> &'static [u8] {
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            e.write_all(&zeros).unwrap();
+        }
+        e.finish().unwrap()
+    })
 }
 
 #[test]
 fn a_gzip_bomb_is_refused_quickly_without_inflating_past_the_limit() {
     // Guards the decompression limit: 1 GiB of zeros in a ~1 MB file, meta claiming 1 KiB.
-    let bomb = zeros_bomb(1);
+    let bomb = zeros_bomb();
     assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
     let host = MockHost::new();
     host.session("s").create();
-    host.put_archived("s", &bomb, &[0u8; 1024]);
+    host.put_archived("s", bomb, &[0u8; 1024]);
     let meta = host.meta("s");
     let archiver = host.archiver("inactivity", "{}");
     host.rec.reset_log();
@@ -255,10 +259,10 @@ fn a_gzip_bomb_is_refused_quickly_without_inflating_past_the_limit() {
 #[test]
 fn an_honest_archive_over_the_restore_limit_is_refused_before_anything_is_written() {
     // Guards `max_restore_bytes`: meta that truthfully says 1 GiB, a limit of 1 MiB.
-    let bomb = zeros_bomb(1);
+    let bomb = zeros_bomb();
     let host = MockHost::new();
     host.session("s").create();
-    host.put_archived("s", &bomb, &[]);
+    host.put_archived("s", bomb, &[]);
     let mut patch = Meta::new();
     patch.insert("session:archived_bytes".into(), (1u64 << 30).into());
     let crc = {
