@@ -103,14 +103,25 @@ fn cap_reason(class: ArchiveClass) -> &'static str {
     }
 }
 
+/// Whether an archive's class is only known for now (its session is busy or could not be
+/// read): it is neither pruned nor counted against the cap until it can be judged.
+fn undecided(class: ArchiveClass) -> bool {
+    matches!(class, ArchiveClass::InProgress | ArchiveClass::Unknown)
+}
+
 /// The archives to delete, in order, until the total is at most `cap`, after the archives
 /// already `picked` (by another rule, e.g. age) are gone. Returns only the new picks.
+///
+/// Archives of busy or unreadable sessions do not count toward the total: counting them would
+/// make a passing failure (one `objects.get` erroring) prune extra only copies to make room for
+/// an archive that might itself have been the first to go. Pinned archives do count: a pin is
+/// lasting, and the cap is a promise about the directory's size.
 pub fn prune_to_cap(archives: &[ArchiveInfo], cap: u64, picked: &[PrunePick]) -> Vec<PrunePick> {
     let gone = |i: usize| picked.iter().any(|p| p.index == i);
     let mut total: u64 = archives
         .iter()
         .enumerate()
-        .filter(|(i, _)| !gone(*i))
+        .filter(|(i, a)| !gone(*i) && !undecided(a.class))
         .map(|(_, a)| a.entry.size)
         .sum();
     if total <= cap {
@@ -292,6 +303,24 @@ mod tests {
         assert_eq!(picks.len(), 1);
         assert_eq!(picks[0].index, 2);
         assert!(prune_to_cap(&v, 20, &earlier).is_empty());
+    }
+
+    #[test]
+    fn an_archive_that_cannot_be_judged_now_does_not_make_the_cap_take_more_only_copies() {
+        // Regression (fault sweep): an `objects.get` failing for an orphan made it `Unknown`;
+        // it stayed in the total, so the cap pruned a session's only copy in its place.
+        let v = vec![
+            a("ghost.jsonl.gz", 10, 1, ArchiveClass::Unknown),
+            a("busy.jsonl.gz", 10, 1, ArchiveClass::InProgress),
+            a("only.jsonl.gz", 10, 2, ArchiveClass::OnlyCopy),
+        ];
+        assert!(prune_to_cap(&v, 10, &[]).is_empty());
+        // A pin is lasting: it counts, and the only copy goes.
+        let v = vec![
+            a("pinned.jsonl.gz", 10, 1, ArchiveClass::Pinned),
+            a("only.jsonl.gz", 10, 2, ArchiveClass::OnlyCopy),
+        ];
+        assert_eq!(prune_to_cap(&v, 10, &[]).len(), 1);
     }
 
     #[test]
