@@ -65,19 +65,18 @@ pub fn eligible(meta: &Meta) -> Result<Eligible, Selection> {
         Ok(None) => {}
         Err(e) => return Err(skip("invalid-meta", e.to_string(), true)),
     }
-    // Forgiving like the seed: a wrong type is as good as missing, and both mean skip.
-    let Some(last_activity_ms) = meta
-        .i64(keys::LAST_ACTIVITY_MS)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-    else {
-        return Err(skip("no-activity", "no last activity recorded", true));
+    // Forgiving like the seed: a wrong type is as good as missing, and both mean skip; the
+    // reason then names the key and what it holds, so people can fix it.
+    let last_activity_ms = match meta.i64(keys::LAST_ACTIVITY_MS) {
+        Ok(Some(t)) if t > 0 => t,
+        Ok(_) => return Err(skip("no-activity", "no last activity recorded", true)),
+        Err(e) => return Err(skip("no-activity", format!("no last activity: {e}"), true)),
     };
-    let line_count = meta.u64(keys::LINE_COUNT).ok().flatten().unwrap_or(0);
-    if line_count == 0 {
-        return Err(skip("no-lines", "no lines", true));
-    }
+    let line_count = match meta.u64(keys::LINE_COUNT) {
+        Ok(Some(n)) if n > 0 => n,
+        Ok(_) => return Err(skip("no-lines", "no lines", true)),
+        Err(e) => return Err(skip("no-lines", format!("no lines: {e}"), true)),
+    };
     Ok(Eligible {
         last_activity_ms,
         line_count,
@@ -274,6 +273,30 @@ mod tests {
             code(eligible(&with("session:line_count", json!(0)))),
             "no-lines"
         );
+    }
+
+    #[test]
+    fn a_wrong_typed_activity_or_line_count_is_skipped_with_a_reason_naming_the_key() {
+        let base = json!({"view":"agent","session:last_activity_ms":5,"session:line_count":2});
+        for (key, value, code) in [
+            (
+                "session:last_activity_ms",
+                json!("yesterday"),
+                "no-activity",
+            ),
+            ("session:line_count", json!(-3), "no-lines"),
+        ] {
+            let mut m = base.clone();
+            m[key] = value;
+            let Err(Selection::Skip {
+                code: c, reason, ..
+            }) = eligible(&meta(m))
+            else {
+                panic!("{key} accepted")
+            };
+            assert_eq!(c, code);
+            assert!(reason.contains(key), "{reason}");
+        }
     }
 
     fn a(name: &str, size: u64, t: i64, class: ArchiveClass) -> ArchiveInfo {
