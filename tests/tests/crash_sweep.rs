@@ -104,3 +104,395 @@ fn a_policy_sweep_crashing_after_any_call_is_recovered_idempotently_without_loss
     let t = sweep_crashes(Operation::SweepInGuest);
     eprintln!("crash sweep: in-guest sweep makes {t} calls; crashed after each of 0..{t}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Process level: the real SQLite host in a child process that aborts after call N.
+
+mod process {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use session_archiver::archive_dir::{ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
+    use session_archiver::archiver::{Archiver, ArchiverOptions};
+    use session_archiver::data_dir::DataDirPaths;
+    use session_archiver::host::Stores;
+    use session_archiver::store::{
+        FileOpts, FileStat, FileStore, Meta, Object, ObjectStore, Page, StoreError, OUTPUT_FILE,
+    };
+    use session_archiver_testkit::fixtures::jsonl_lines;
+    use session_archiver_testkit::{load_policy, shared_runtime};
+
+    use super::reliability::{check, Expect, Phase, StoresView, View};
+
+    /// Set in the child: the data directory to work on.
+    pub const DIR_ENV: &str = "ARCHIVER_CRASH_CHILD_DIR";
+    /// Set in the child: abort the process before call number N+1.
+    pub const ABORT_ENV: &str = "ARCHIVER_CRASH_ABORT_AFTER";
+    /// Set in the child: `archive` or `restore`.
+    pub const OP_ENV: &str = "ARCHIVER_CRASH_OP";
+    /// The child writes how many calls it made here when it was not aborted.
+    const CALLS_FILE: &str = "calls";
+    /// The test the child process runs (this binary re-executed).
+    pub const CHILD_TEST: &str =
+        "process::the_crash_child_runs_only_when_spawned_by_the_process_crash_test";
+
+    /// Counts every store call and aborts the whole process at call `limit + 1`.
+    struct Failpoint {
+        calls: AtomicUsize,
+        limit: usize,
+    }
+
+    impl Failpoint {
+        fn step(&self) {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n > self.limit {
+                // No unwinding, no destructors, no flushes: the closest thing to `kill -9`.
+                std::process::abort();
+            }
+        }
+    }
+
+    struct Objects(Arc<dyn ObjectStore>, Arc<Failpoint>);
+    struct Files(Arc<dyn FileStore>, Arc<Failpoint>);
+    struct Dir(Arc<dyn ArchiveDir>, Arc<Failpoint>);
+    struct Writer(Box<dyn ArchiveWriter>, Arc<Failpoint>);
+    struct Reader(Box<dyn ArchiveReader>, Arc<Failpoint>);
+
+    impl ObjectStore for Objects {
+        fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError> {
+            self.1.step();
+            self.0.list(after, limit)
+        }
+        fn get(&self, id: &str) -> Result<Object, StoreError> {
+            self.1.step();
+            self.0.get(id)
+        }
+        fn update_meta(&self, id: &str, patch: &Meta) -> Result<Object, StoreError> {
+            self.1.step();
+            self.0.update_meta(id, patch)
+        }
+        fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {
+            self.1.step();
+            self.0.insert(id, meta)
+        }
+    }
+
+    impl FileStore for Files {
+        fn stat(&self, zone: &str, name: &str) -> Result<Option<FileStat>, StoreError> {
+            self.1.step();
+            self.0.stat(zone, name)
+        }
+        fn read(
+            &self,
+            zone: &str,
+            name: &str,
+            offset: u64,
+            len: u32,
+        ) -> Result<Vec<u8>, StoreError> {
+            self.1.step();
+            self.0.read(zone, name, offset, len)
+        }
+        fn create(&self, zone: &str, name: &str, opts: FileOpts) -> Result<FileStat, StoreError> {
+            self.1.step();
+            self.0.create(zone, name, opts)
+        }
+        fn append(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, StoreError> {
+            self.1.step();
+            self.0.append(zone, name, data)
+        }
+        fn delete_if_unchanged(
+            &self,
+            zone: &str,
+            name: &str,
+            expected: &FileStat,
+        ) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.delete_if_unchanged(zone, name, expected)
+        }
+        fn delete(&self, zone: &str, name: &str) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.delete(zone, name)
+        }
+        fn rename_if_unchanged(
+            &self,
+            zone: &str,
+            source: &str,
+            target: &str,
+            expected: Option<&FileStat>,
+        ) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.rename_if_unchanged(zone, source, target, expected)
+        }
+        fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
+            self.0.list_files()
+        }
+    }
+
+    impl ArchiveDir for Dir {
+        fn list(&self) -> Result<Vec<Entry>, StoreError> {
+            self.1.step();
+            self.0.list()
+        }
+        fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
+            self.1.step();
+            self.0.stat(name)
+        }
+        fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
+            self.1.step();
+            Ok(Box::new(Writer(self.0.create(name)?, self.1.clone())))
+        }
+        fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
+            self.1.step();
+            Ok(Box::new(Reader(self.0.open(name)?, self.1.clone())))
+        }
+        fn remove(&self, name: &str) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.remove(name)
+        }
+        fn path(&self, name: &str) -> Result<String, StoreError> {
+            self.1.step();
+            self.0.path(name)
+        }
+        fn clean_temps(&self, min_age_ms: i64) -> Result<u32, StoreError> {
+            self.1.step();
+            self.0.clean_temps(min_age_ms)
+        }
+    }
+
+    impl ArchiveWriter for Writer {
+        fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.write(chunk)
+        }
+        fn commit(self: Box<Self>) -> Result<Entry, StoreError> {
+            self.1.step();
+            self.0.commit()
+        }
+        fn abort(self: Box<Self>) {
+            self.0.abort()
+        }
+    }
+
+    impl ArchiveReader for Reader {
+        fn read(&mut self, max: usize) -> Result<Vec<u8>, StoreError> {
+            self.1.step();
+            self.0.read(max)
+        }
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+    }
+
+    fn open(dir: &Path) -> (Stores, DataDirPaths) {
+        let paths = DataDirPaths::under(dir);
+        (paths.open(false).expect("open the data directory"), paths)
+    }
+
+    fn archiver(stores: Stores, paths: &DataDirPaths) -> Archiver {
+        Archiver::new(
+            stores,
+            shared_runtime(),
+            load_policy("inactivity"),
+            ArchiverOptions {
+                config: "{}".into(),
+                workers: Some(1),
+                locks: paths.locks(),
+            },
+        )
+        .expect("archiver")
+    }
+
+    /// The child's work: the operation named in the environment, through the failpoint.
+    pub fn child(dir: &Path) {
+        let limit = std::env::var(ABORT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX);
+        let fp = Arc::new(Failpoint {
+            calls: AtomicUsize::new(0),
+            limit,
+        });
+        let (real, paths) = open(dir);
+        let stores = Stores {
+            objects: Arc::new(Objects(real.objects, fp.clone())),
+            files: Arc::new(Files(real.files, fp.clone())),
+            archive_dir: Arc::new(Dir(real.archive_dir, fp.clone())),
+            clock: real.clock,
+        };
+        let a = archiver(stores, &paths);
+        match std::env::var(OP_ENV).as_deref() {
+            Ok("archive") => drop(a.archive("live").expect("archive")),
+            Ok("restore") => drop(a.restore("archived").expect("restore")),
+            other => panic!("unknown {OP_ENV} {other:?}"),
+        }
+        let calls = fp.calls.load(Ordering::SeqCst);
+        std::fs::write(dir.join(CALLS_FILE), calls.to_string()).expect("write call count");
+    }
+
+    /// A data directory with a live session (`live`, ~2.5 MB so the archive takes several
+    /// chunks) and an archived one with newer output (`archived`).
+    fn fixture(dir: &Path) -> Vec<Expect> {
+        let (stores, paths) = open(dir);
+        let mut expects = Vec::new();
+        for (id, lines) in [("live", 20_000), ("archived", 300)] {
+            let mut meta = Meta::new();
+            meta.insert("view".into(), json!("agent"));
+            meta.insert("session:line_count".into(), json!(lines));
+            stores.objects.insert(id, &meta).unwrap();
+            stores
+                .files
+                .create(id, OUTPUT_FILE, FileOpts::default())
+                .unwrap();
+            let bytes = jsonl_lines(id.len() as u64, lines);
+            for chunk in bytes.chunks(1 << 20) {
+                stores.files.append(id, OUTPUT_FILE, chunk).unwrap();
+            }
+            expects.push(Expect {
+                id: id.into(),
+                original: bytes,
+                may_be_pruned: false,
+            });
+        }
+        let a = archiver(stores.clone(), &paths);
+        a.archive("archived").expect("archive the fixture");
+        let newer = jsonl_lines(99, 7);
+        stores
+            .files
+            .create("archived", OUTPUT_FILE, FileOpts::default())
+            .unwrap();
+        stores
+            .files
+            .append("archived", OUTPUT_FILE, &newer)
+            .unwrap();
+        expects[1].original.extend_from_slice(&newer);
+        expects
+    }
+
+    /// Runs the child on `dir`; returns whether it was aborted (as opposed to finishing).
+    fn run_child(dir: &Path, op: &str, abort_after: usize) -> bool {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(DIR_ENV, dir)
+            .env(OP_ENV, op)
+            .env(ABORT_ENV, abort_after.to_string())
+            .output()
+            .expect("spawn the child");
+        let finished = dir.join(CALLS_FILE).exists();
+        assert!(
+            finished == out.status.success(),
+            "child {op} N={abort_after}: status {:?}, finished {finished}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        !finished
+    }
+
+    /// Every N: a fresh directory, a child aborted after call N, then (in this process, as a
+    /// restart) recover twice, check, and run the operation to completion. Returns T.
+    pub fn crash_every_step(op: &str) -> usize {
+        let base = tempfile::tempdir().unwrap();
+        let clean = base.path().join("clean");
+        fixture(&clean);
+        assert!(
+            !run_child(&clean, op, usize::MAX),
+            "the clean child was aborted"
+        );
+        let total: usize = std::fs::read_to_string(clean.join(CALLS_FILE))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(total > 0);
+        let mut temps_left = 0;
+        for n in 0..total {
+            let dir = base.path().join(format!("n{n}"));
+            let expects = fixture(&dir);
+            assert!(
+                run_child(&dir, op, n),
+                "{op}: the child with N={n} of {total} was not aborted"
+            );
+            let context = format!("process-level {op} aborted after call {n}/{total}");
+
+            let (stores, paths) = open(&dir);
+            let view = StoresView {
+                stores: stores.clone(),
+                dir: paths.archive_dir.clone(),
+            };
+            // Writer temp files of the dead process stay until they are old enough for
+            // `clean_temps`; everything else must already hold.
+            temps_left += view.temp_count();
+            let a = archiver(stores.clone(), &paths);
+            let first = a
+                .recover(None)
+                .unwrap_or_else(|e| panic!("{context}: recover: {e}"))
+                .value;
+            assert!(first.failed.is_empty(), "{context}: {:?}", first.failed);
+            let second = a
+                .recover(None)
+                .unwrap_or_else(|e| panic!("{context}: recover: {e}"))
+                .value;
+            assert_eq!(
+                (second.examined, second.finished, second.rolled_back),
+                (0, 0, 0),
+                "{context}: the second recover found work"
+            );
+            // A restart long after the crash: stale temps are removed.
+            stores.archive_dir.clean_temps(0).expect("clean temps");
+            check(
+                &view,
+                &expects,
+                Phase::Settled,
+                &format!("{context}, after recover"),
+            );
+
+            match op {
+                "archive" => {
+                    if let Err(e) = a.archive("live") {
+                        assert!(e.to_string().contains("already archived"), "{context}: {e}");
+                    }
+                    assert_eq!(view.output("live"), None, "{context}");
+                }
+                _ => {
+                    if let Err(e) = a.restore("archived") {
+                        assert!(e.to_string().contains("not archived"), "{context}: {e}");
+                    }
+                    assert_eq!(
+                        view.output("archived"),
+                        Some(expects[1].original.clone()),
+                        "{context}"
+                    );
+                }
+            }
+            check(
+                &view,
+                &expects,
+                Phase::Settled,
+                &format!("{context}, after the operation"),
+            );
+            drop(a);
+            std::fs::remove_dir_all(&dir).ok();
+        }
+        eprintln!("process-level crash sweep: {op} makes {total} store calls; aborted after each of 0..{total}; {temps_left} writer temp file(s) left by dead children, removed by clean_temps");
+        total
+    }
+
+    #[test]
+    fn the_crash_child_runs_only_when_spawned_by_the_process_crash_test() {
+        // In a normal test run this does nothing; re-executed with DIR_ENV it is the child.
+        if let Some(dir) = std::env::var_os(DIR_ENV) {
+            child(&PathBuf::from(dir));
+        }
+    }
+
+    #[test]
+    fn a_process_aborted_at_any_step_of_an_archive_restarts_recovers_and_loses_nothing() {
+        crash_every_step("archive");
+    }
+
+    #[test]
+    fn a_process_aborted_at_any_step_of_a_restore_restarts_recovers_and_loses_nothing() {
+        crash_every_step("restore");
+    }
+}

@@ -54,7 +54,7 @@ pub trait View {
     fn archive(&self, name: &str) -> Option<Vec<u8>>;
     /// Committed archive names (hidden temp files excluded).
     fn archive_names(&self) -> Vec<String>;
-    /// Hidden temp files in the archive directory.
+    /// Writer temp files (`.tmp-*`) in the archive directory.
     fn temp_count(&self) -> usize;
 }
 
@@ -129,7 +129,7 @@ impl View for StoresView {
             .expect("read archive dir")
             .filter(|e| {
                 e.as_ref()
-                    .map(|e| e.file_name().to_string_lossy().starts_with('.'))
+                    .map(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
                     .unwrap_or(false)
             })
             .count()
