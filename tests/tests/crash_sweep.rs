@@ -105,6 +105,93 @@ fn a_policy_sweep_crashing_after_any_call_is_recovered_idempotently_without_loss
     eprintln!("crash sweep: in-guest sweep makes {t} calls; crashed after each of 0..{t}");
 }
 
+/// Crashes `op` after call `n`, then crashes the recovery after each of its calls in turn, then
+/// recovers cleanly (twice) and finishes `op`. Returns how many recovery crashes were tried.
+fn crash_the_recovery_too(op: Operation) -> usize {
+    let clean = reliability::mixed_store("inactivity");
+    op.run(&clean).expect("clean run");
+    let total = clean.host.rec.count();
+    let crashed = |n: usize| {
+        let m = reliability::mixed_store("inactivity");
+        m.host.inject(Fault::CrashAfter { n });
+        let _ = op.run(&m);
+        m.host.rec.clear_faults();
+        m.host.rec.reset_log();
+        m
+    };
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for n in 0..total {
+        // How many calls the recovery of this crash makes.
+        let probe = crashed(n);
+        probe.archiver.recover(None).expect("recover");
+        let recovery_calls = probe.host.rec.count();
+        for r in 0..recovery_calls {
+            tried += 1;
+            let outcome = std::panic::catch_unwind(|| {
+                let m = crashed(n);
+                m.host.inject(Fault::CrashAfter { n: r });
+                let result = m.archiver.recover(None);
+                let context = format!(
+                    "{op:?} crashed after call {n}/{total}, its recovery after call {r}/{recovery_calls} \
+                     ({:?})",
+                    result.as_ref().map(|s| &s.value)
+                );
+                check(&m.host, &m.expects, Phase::Interrupted, &context);
+                m.host.rec.clear_faults();
+                let again = m.archiver.recover(None).expect("recover");
+                assert!(
+                    again.value.failed.is_empty(),
+                    "{context}: {:?}",
+                    again.value.failed
+                );
+                check(
+                    &m.host,
+                    &m.expects,
+                    Phase::Settled,
+                    &format!("{context}, recovered"),
+                );
+                let idle = m.archiver.recover(None).expect("recover").value;
+                assert_eq!(idle.examined, 0, "{context}: a third recover found work");
+                op.finish(&m, &context);
+                check(
+                    &m.host,
+                    &m.expects,
+                    Phase::Settled,
+                    &format!("{context}, finished"),
+                );
+            });
+            if outcome.is_err() {
+                failures.push(format!("crash after {n}, recovery crash after {r}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{op:?}: recovery crashes broke the invariant (details above):\n  {}",
+        failures.join("\n  ")
+    );
+    tried
+}
+
+#[test]
+fn an_archive_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
+    let k = crash_the_recovery_too(Operation::Archive);
+    eprintln!("crash sweep: archive, {k} (crash, recovery crash) pairs");
+}
+
+#[test]
+fn a_restore_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
+    let k = crash_the_recovery_too(Operation::Restore);
+    eprintln!("crash sweep: restore, {k} (crash, recovery crash) pairs");
+}
+
+#[test]
+fn a_sweep_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
+    let k = crash_the_recovery_too(Operation::SweepInGuest);
+    eprintln!("crash sweep: in-guest sweep, {k} (crash, recovery crash) pairs");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Process level: the real SQLite host in a child process that aborts after call N.
 
