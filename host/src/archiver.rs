@@ -521,12 +521,15 @@ impl Archiver {
             *summary.skipped.entry(s.reason.clone()).or_default() += s.count;
         }
 
-        let targets: Vec<&str> = plan
+        // Largest first: the workers then finish together instead of one of them starting the
+        // biggest session last while the others idle (longest-processing-time scheduling).
+        let mut due: Vec<&guest::Decision> = plan
             .decisions
             .iter()
             .filter(|d| d.action == Action::Archive)
-            .map(|d| d.target.as_str())
             .collect();
+        due.sort_by_key(|d| std::cmp::Reverse(d.bytes));
+        let targets: Vec<&str> = due.iter().map(|d| d.target.as_str()).collect();
         let total = targets.len();
         let workers = self.workers.min(total).max(1);
         summary.workers = workers;

@@ -12,7 +12,7 @@ use session_archiver::store::{FileStore, Meta};
 use session_archiver_testkit::{expect_policy_error, MockHost};
 
 const NAME: &str = "s.jsonl.gz";
-const SCRATCH: &str = "output.restoring";
+const SCRATCH: &str = "outnew";
 /// Written after archiving; a failed restore must keep it.
 const NEWER: &[u8] = b"{\"written\":\"after archiving\"}\n";
 

@@ -9,7 +9,7 @@ use session_archiver::error::ArchiverError;
 use session_archiver::store::{FileStore, Meta, ObjectStore, StoreError};
 use session_archiver_testkit::{crc32, expect_policy_error, Fault, MockHost};
 
-const OUTPUT_SCRATCH: &str = "output.restoring";
+const OUTPUT_SCRATCH: &str = "outnew";
 
 fn name(id: &str) -> String {
     format!("{id}.jsonl.gz")
