@@ -72,3 +72,71 @@ fn a_policy_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery
     let t = sweep_faults(Operation::SweepInGuest);
     eprintln!("fault sweep: in-guest sweep makes {t} calls; each failed in turn");
 }
+
+#[test]
+fn the_invariant_checker_rejects_lost_bytes_unverified_claims_and_leftovers() {
+    // The sweeps are only as strong as their checker: show it catches each seed-like failure.
+    use reliability::{archive_name, gzip, violation, Expect};
+    use serde_json::json;
+    use session_archiver::store::{FileStore, ObjectStore};
+
+    let expect = |id: &str, original: &[u8]| Expect {
+        id: id.into(),
+        original: original.to_vec(),
+        may_be_pruned: false,
+    };
+    let h = session_archiver_testkit::MockHost::new();
+    let data = b"{\"a\":1}\n{\"b\":2}\n";
+    let patch = |id: &str, v: serde_json::Value| {
+        h.objects
+            .inner
+            .update_meta(id, v.as_object().unwrap())
+            .unwrap();
+    };
+    let archived_meta = |raw: &[u8]| {
+        json!({
+            "session:archived_at": 5,
+            "session:archived_bytes": raw.len(),
+            "session:archive_crc32": reliability::crc32(raw),
+            "session:archive_path": "/memory/archives/x",
+        })
+    };
+
+    // Intact: live only.
+    h.session("ok").output(data.to_vec()).create();
+    assert_eq!(violation(&h, &expect("ok", data), Phase::Settled), None);
+    // Live file deleted with no archive (the seed's crash window).
+    h.session("lost").create();
+    assert!(violation(&h, &expect("lost", data), Phase::Settled).is_some());
+    // Meta says archived, archive missing.
+    h.session("missing").create();
+    patch("missing", archived_meta(data));
+    assert!(violation(&h, &expect("missing", data), Phase::Interrupted).is_some());
+    // Archive truncated (a torn write).
+    h.session("torn").create();
+    let gz = gzip(data);
+    h.archive_file(&archive_name("torn"), &gz[..gz.len() - 3], 1);
+    patch("torn", archived_meta(data));
+    assert!(violation(&h, &expect("torn", data), Phase::Interrupted).is_some());
+    // Recorded CRC wrong.
+    h.session("crc").create();
+    h.archive_file(&archive_name("crc"), &gz, 1);
+    patch("crc", archived_meta(b"{\"a\":1}\n{\"b\":3}\n"));
+    assert!(violation(&h, &expect("crc", data), Phase::Interrupted).is_some());
+    // Archived bytes duplicated by a restore whose meta was not updated, with no intent.
+    h.session("dup").output(data.to_vec()).create();
+    h.archive_file(&archive_name("dup"), &gz, 1);
+    patch("dup", archived_meta(data));
+    assert!(violation(&h, &expect("dup", data), Phase::Interrupted).is_some());
+    // A scratch file left over after settling.
+    h.session("scratch").output(data.to_vec()).create();
+    h.files
+        .inner
+        .create("scratch", "leftover", Default::default())
+        .unwrap();
+    assert!(violation(&h, &expect("scratch", data), Phase::Settled).is_some());
+    assert_eq!(
+        violation(&h, &expect("scratch", data), Phase::Interrupted),
+        None
+    );
+}

@@ -22,8 +22,6 @@ pub const ARCHIVE_CRC32: &str = "session:archive_crc32";
 pub const PRUNED_AT: &str = "session:archive_pruned_at";
 pub const INTENT: &str = "session:archive_intent";
 pub const RESTORED_AT: &str = "session:restored_at";
-/// The scratch file a restore builds before renaming it over `output`.
-pub const SCRATCH: &str = "output.restoring";
 
 /// `<id>.jsonl.gz`.
 pub fn archive_name(id: &str) -> String {
@@ -50,7 +48,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 pub trait View {
     fn meta(&self, id: &str) -> Meta;
     fn output(&self, id: &str) -> Option<Vec<u8>>;
-    fn file_exists(&self, id: &str, name: &str) -> bool;
+    /// Names of every file in zone `id` (a settled session has only `output`, if anything).
+    fn zone_files(&self, id: &str) -> Vec<String>;
     fn archive(&self, name: &str) -> Option<Vec<u8>>;
     /// Committed archive names (hidden temp files excluded).
     fn archive_names(&self) -> Vec<String>;
@@ -65,8 +64,8 @@ impl View for MockHost {
     fn output(&self, id: &str) -> Option<Vec<u8>> {
         MockHost::output(self, id)
     }
-    fn file_exists(&self, id: &str, name: &str) -> bool {
-        self.files.inner.stat(id, name).expect("stat").is_some()
+    fn zone_files(&self, id: &str) -> Vec<String> {
+        zone_files(self.files.inner.list_files().expect("list files"), id)
     }
     fn archive(&self, name: &str) -> Option<Vec<u8>> {
         self.archive_bytes(name)
@@ -99,8 +98,8 @@ impl View for StoresView {
     fn output(&self, id: &str) -> Option<Vec<u8>> {
         read_all(self.stores.files.as_ref(), id, OUTPUT_FILE)
     }
-    fn file_exists(&self, id: &str, name: &str) -> bool {
-        self.stores.files.stat(id, name).expect("stat").is_some()
+    fn zone_files(&self, id: &str) -> Vec<String> {
+        zone_files(self.stores.files.list_files().expect("list files"), id)
     }
     fn archive(&self, name: &str) -> Option<Vec<u8>> {
         self.stores.archive_dir.stat(name).expect("stat archive")?;
@@ -134,6 +133,16 @@ impl View for StoresView {
             })
             .count()
     }
+}
+
+fn zone_files(
+    all: Vec<(String, String, session_archiver::store::FileStat)>,
+    id: &str,
+) -> Vec<String> {
+    all.into_iter()
+        .filter(|(z, _, _)| z == id)
+        .map(|(_, n, _)| n)
+        .collect()
 }
 
 /// One session and every byte it ever wrote.
@@ -175,9 +184,15 @@ pub fn violation(view: &dyn View, e: &Expect, phase: Phase) -> Option<String> {
         if intent {
             return Some(format!("{id}: an intent is left after settling: {meta:?}"));
         }
-        if view.file_exists(id, SCRATCH) {
+        let stray: Vec<String> = view
+            .zone_files(id)
+            .into_iter()
+            .filter(|n| n != OUTPUT_FILE)
+            .collect();
+        if !stray.is_empty() {
+            // e.g. a restore's scratch file.
             return Some(format!(
-                "{id}: the restore scratch file is left after settling"
+                "{id}: files besides {OUTPUT_FILE} are left after settling: {stray:?}"
             ));
         }
     }
