@@ -9,8 +9,6 @@ use session_archiver::error::ArchiverError;
 use session_archiver::store::{FileStore, Meta, ObjectStore, StoreError};
 use session_archiver_testkit::{crc32, expect_policy_error, Fault, MockHost};
 
-const OUTPUT_SCRATCH: &str = "outnew";
-
 fn name(id: &str) -> String {
     format!("{id}.jsonl.gz")
 }
@@ -271,12 +269,16 @@ fn restore_keeps_output_written_after_archiving() {
     assert_eq!(out.newer_bytes, newer.len() as u64);
     assert_eq!(host.output("s").unwrap(), expected);
     assert_eq!(export, expected, "export agrees with restore");
-    assert!(host
+    let files: Vec<String> = host
         .files
         .inner
-        .stat("s", OUTPUT_SCRATCH)
+        .list_files()
         .unwrap()
-        .is_none());
+        .into_iter()
+        .filter(|(zone, ..)| zone == "s")
+        .map(|(_, name, _)| name)
+        .collect();
+    assert_eq!(files, ["output"], "no scratch file left");
 }
 
 #[test]
