@@ -347,7 +347,17 @@ impl Archiver {
                 source,
             });
         }
-        let (value, _) = result?;
+        let (mut value, written) = result?;
+        if value.bytes != written {
+            // The host counted what reached `out`; a policy's own claim never overrides that.
+            tracing::warn!(
+                policy = %policy.id(),
+                claimed = value.bytes,
+                written,
+                "export of {id:?}: the policy's byte count is wrong; reporting what was written"
+            );
+            value.bytes = written;
+        }
         Ok(Served {
             policy: policy.id(),
             value,
@@ -493,7 +503,9 @@ impl Archiver {
             };
             match self.recover_locked(&policy, &config, &d.target) {
                 Ok(r) => {
-                    summary.recovered += r.finished + r.rolled_back;
+                    summary.recovered = summary
+                        .recovered
+                        .saturating_add(r.finished.saturating_add(r.rolled_back));
                     recovered_any = true;
                     for f in r.failed {
                         let error = ArchiverError::Policy {
@@ -518,7 +530,8 @@ impl Archiver {
         }
         summary.scanned = plan.scanned;
         for s in &plan.skipped {
-            *summary.skipped.entry(s.reason.clone()).or_default() += s.count;
+            let n = summary.skipped.entry(s.reason.clone()).or_default();
+            *n = n.saturating_add(s.count);
         }
 
         // Largest first: the workers then finish together instead of one of them starting the
@@ -562,8 +575,12 @@ impl Archiver {
             match outcome {
                 Ok(Some(served)) if served.value.raw_bytes > 0 => {
                     summary.archived += 1;
-                    summary.bytes_archived += served.value.raw_bytes;
-                    summary.bytes_written += served.value.archive_bytes;
+                    summary.bytes_archived = summary
+                        .bytes_archived
+                        .saturating_add(served.value.raw_bytes);
+                    summary.bytes_written = summary
+                        .bytes_written
+                        .saturating_add(served.value.archive_bytes);
                 }
                 Ok(Some(_)) => {
                     *summary
@@ -605,7 +622,8 @@ impl Archiver {
         self.validate_with(&new, &config)?;
         let (new_id, from_cache) = (new.id(), new.from_cache);
         let old = self.slot.swap(new);
-        tracing::info!(old = %old.id(), new = %new_id, "policy swapped");
+        // Debug only: callers (the CLI's `run`) log the swap for people.
+        tracing::debug!(old = %old.id(), new = %new_id, "policy swapped");
         Ok(SwapOutcome {
             old: old.id(),
             new: new_id,
@@ -624,9 +642,10 @@ fn empty_recover_report() -> RecoverReport {
 }
 
 fn add_recover(total: &mut RecoverReport, r: RecoverReport) {
-    total.examined += r.examined;
-    total.finished += r.finished;
-    total.rolled_back += r.rolled_back;
+    // Saturating: these numbers come from the policy, which may be garbage.
+    total.examined = total.examined.saturating_add(r.examined);
+    total.finished = total.finished.saturating_add(r.finished);
+    total.rolled_back = total.rolled_back.saturating_add(r.rolled_back);
     total.failed.extend(r.failed);
 }
 
