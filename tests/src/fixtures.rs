@@ -89,7 +89,10 @@ impl<'h> SessionBuilder<'h> {
     /// Writes the session into the mock stores (unrecorded) and returns its id.
     pub fn create(self) -> String {
         let h = self.host;
-        h.objects.inner.insert(&self.id, &self.meta).expect("insert object");
+        h.objects
+            .inner
+            .insert(&self.id, &self.meta)
+            .expect("insert object");
         if let Some(bytes) = self.output {
             let opts = FileOpts {
                 circular_max_size: self.circular,

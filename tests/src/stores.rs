@@ -79,7 +79,8 @@ impl FileStore for MockFiles {
         self.inner.read(zone, name, offset, len)
     }
     fn create(&self, zone: &str, name: &str, opts: FileOpts) -> Result<FileStat, StoreError> {
-        self.rec.enter("files.create", || format!("{zone}/{name}"))?;
+        self.rec
+            .enter("files.create", || format!("{zone}/{name}"))?;
         self.inner.create(zone, name, opts)
     }
     fn append(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, StoreError> {
@@ -99,7 +100,8 @@ impl FileStore for MockFiles {
         self.inner.delete_if_unchanged(zone, name, expected)
     }
     fn delete(&self, zone: &str, name: &str) -> Result<(), StoreError> {
-        self.rec.enter("files.delete", || format!("{zone}/{name}"))?;
+        self.rec
+            .enter("files.delete", || format!("{zone}/{name}"))?;
         self.inner.delete(zone, name)
     }
     fn rename_if_unchanged(
@@ -110,9 +112,13 @@ impl FileStore for MockFiles {
         expected: Option<&FileStat>,
     ) -> Result<(), StoreError> {
         self.rec.enter("files.rename-if-unchanged", || {
-            format!("{zone}/{source} -> {target} expected={:?}", expected.map(|s| s.size))
+            format!(
+                "{zone}/{source} -> {target} expected={:?}",
+                expected.map(|s| s.size)
+            )
         })?;
-        self.inner.rename_if_unchanged(zone, source, target, expected)
+        self.inner
+            .rename_if_unchanged(zone, source, target, expected)
     }
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
         self.inner.list_files()
