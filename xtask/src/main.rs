@@ -3,7 +3,9 @@
 //! - `build-policies`: guest crates → `target/policies/<name>.wasm` components, import-checked.
 //! - `test`: the one test command (policies, guest unit tests, host workspace tests).
 //! - `demo`: builds everything, makes a demo data directory and runs the archiver on it.
+//! - `bench`: the performance table (release build), optionally written into the README.
 
+mod bench;
 mod cmd;
 mod demo;
 mod policies;
@@ -52,6 +54,12 @@ enum Command {
         #[arg(long, value_enum)]
         route: Option<Route>,
     },
+    /// Benchmark (release build): throughput, memory, selection, load/swap, parallel sweep,
+    /// against the seed-style native baseline and gzip/pigz; one table, also into README.md.
+    Bench(bench::BenchArgs),
+    /// One operation in a fresh process, for the benchmark's peak-RSS rows.
+    #[command(hide = true)]
+    BenchProbe(bench::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +86,8 @@ fn run(cli: Cli) -> Result<()> {
             scale,
             route,
         } => demo::run(&root, data_dir, sessions, scale, route)?,
+        Command::Bench(args) => bench::run(&root, &args)?,
+        Command::BenchProbe(args) => bench::probe(&args)?,
     }
     Ok(())
 }
