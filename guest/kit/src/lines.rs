@@ -43,7 +43,24 @@ impl LineCounter {
 
     /// Feeds the next chunk.
     pub fn update(&mut self, data: &[u8]) {
-        for &b in data {
+        let mut i = 0;
+        while i < data.len() {
+            if self.nonblank {
+                // The line already counts and nothing is pending (`start` never begins a
+                // sequence on a counted line): only where the line ends matters. Skipping to it
+                // a word at a time instead of decoding every byte made export ~1.5× faster.
+                debug_assert_eq!(self.pending_len, 0);
+                match find_newline(&data[i..]) {
+                    Some(at) => {
+                        self.nonblank = false;
+                        i += at + 1;
+                        continue;
+                    }
+                    None => return,
+                }
+            }
+            let b = data[i];
+            i += 1;
             if self.pending_len > 0 {
                 if b & 0xc0 == 0x80 {
                     self.pending[self.pending_len] = b;
@@ -95,6 +112,30 @@ impl LineCounter {
     }
 }
 
+/// Index of the first `\n` in `data`, eight bytes at a time (wasm32 has no SIMD memchr).
+fn find_newline(data: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = ONES * b'\n' as u64;
+    let mut words = data.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        // A byte of `x` is zero where `word` has a newline; the classic has-a-zero-byte test.
+        let x = u64::from_le_bytes(w) ^ NEWLINES;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            return word.iter().position(|&b| b == b'\n').map(|p| base + p);
+        }
+        base += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| base + p)
+}
+
 /// Counts non-blank lines of a whole buffer (the seed's `bytecount_lines`).
 pub fn count_lines(data: &[u8]) -> u64 {
     let mut c = LineCounter::new();
@@ -136,6 +177,37 @@ mod tests {
         for c in cases {
             assert_eq!(count_lines(c), seed_bytecount_lines(c), "case {c:?}");
         }
+    }
+
+    #[test]
+    fn long_mixed_text_in_any_chunk_size_gives_the_seed_count() {
+        // Lines longer than the 8-byte words the newline search steps by, with multi-byte and
+        // invalid sequences at every alignment.
+        let atoms: &[&[u8]] = &[
+            b"{\"k\":1}\n",
+            b"   \n",
+            "\u{3000}\u{a0}\n".as_bytes(),
+            "caf\u{e9} \u{1f600} text and more text\n".as_bytes(),
+            b"\xe3\x80\n",
+            b"\xff\xfe tail",
+            b"\n\n",
+            b"x",
+        ];
+        let mut data = Vec::new();
+        for i in 0..2_000usize {
+            data.extend_from_slice(atoms[(i * 7 + i / 3) % atoms.len()]);
+        }
+        let want = seed_bytecount_lines(&data);
+        for size in 1..=19 {
+            let mut c = LineCounter::new();
+            for chunk in data.chunks(size) {
+                c.update(chunk);
+            }
+            assert_eq!(c.count(), want, "chunks of {size}");
+        }
+        assert_eq!(find_newline(b"0123456789\n"), Some(10));
+        assert_eq!(find_newline(b"01234567"), None);
+        assert_eq!(find_newline(b"\x8a\x0b\x09\n"), Some(3));
     }
 
     fn bytes_with_newlines() -> impl Strategy<Value = Vec<u8>> {
