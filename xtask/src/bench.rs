@@ -1284,8 +1284,8 @@ fn render(groups: &[Group], plan: &Plan, m: &Machine, quick: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Measured {} on {} × {} (`nproc` = {}), load average {} at the start and {} at the end \
-         (other builds were running on the machine); {} rounds per row, interleaved; `cargo xtask \
+        "Measured {} on {} × {} (`nproc` = {}), load average {} at the start and {} at the end; \
+         {} rounds per row, interleaved; `cargo xtask \
          bench{}` took {:.0} s.",
         m.date,
         m.nproc,
@@ -1294,7 +1294,13 @@ fn render(groups: &[Group], plan: &Plan, m: &Machine, quick: bool) -> String {
         m.load_before,
         m.load_after,
         plan.rounds,
-        if quick { " --quick" } else { "" },
+        if quick {
+            " --quick"
+        } else if plan.big_bytes >= 1 << 30 {
+            " --big"
+        } else {
+            ""
+        },
         m.elapsed.as_secs_f64()
     );
     let _ = writeln!(s);
