@@ -602,3 +602,24 @@ fn a_sweep_skips_a_session_another_process_holds_instead_of_waiting_or_racing() 
     let a = json(&data, &["archive", &held, "--json"]);
     assert!(a["raw_bytes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn plan_lists_only_what_it_would_do_unless_asked_for_all() {
+    // On a real store most candidates are skipped: the default table must not drown the actions.
+    let (_tmp, data) = demo();
+    let mut c = archiver(&data);
+    c.arg("plan");
+    let short = ok(c);
+    assert!(short.contains("archive "), "{short}");
+    assert!(
+        !short.lines().any(|l| l.starts_with("skip ")),
+        "skips listed without --all:\n{short}"
+    );
+    assert!(short.contains("skipped candidates not listed"), "{short}");
+
+    let mut c = archiver(&data);
+    c.args(["plan", "--all"]);
+    let all = ok(c);
+    assert!(all.lines().any(|l| l.starts_with("skip ")), "{all}");
+    assert!(all.lines().count() > short.lines().count());
+}

@@ -126,9 +126,13 @@ pub enum Command {
     /// Dry run of a sweep: what would be archived, skipped and pruned, and why.
     #[command(after_long_help = PLAN_JSON)]
     Plan {
-        /// Print the plan as JSON (fields below, with --help).
+        /// Print the plan as JSON (fields below, with --help); always every decision.
         #[arg(long)]
         json: bool,
+        /// List skipped candidates too (by default the table shows only what would be done,
+        /// and skips are counted by reason).
+        #[arg(long)]
+        all: bool,
     },
 
     /// Archive every idle session the policy picks, then prune archives over the cap.

@@ -16,7 +16,7 @@ use crate::cli::{Cli, Command, PolicyCommand};
 pub fn dispatch(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Plan { json } => sweep::plan(g, json),
+        Command::Plan { json, all } => sweep::plan(g, json, all),
         Command::Sweep { json, strict } => sweep::sweep(g, json, strict),
         Command::Archive { id, json } => session::archive(g, &id, json),
         Command::Restore { id, json } => session::restore(g, &id, json),

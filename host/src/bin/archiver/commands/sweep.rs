@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use anyhow::Result;
 use session_archiver::archiver::SweepSummary;
-use session_archiver::bindings::guest::{Action, SweepPlan};
+use session_archiver::bindings::guest::{Action, Decision, SweepPlan};
 
 use crate::cli::Global;
 use crate::exit::PartialFailure;
 use crate::output::{self, bytes, ratio, PlanJson, SweepJson};
 use crate::setup;
 
-pub fn plan(g: &Global, json: bool) -> Result<()> {
+pub fn plan(g: &Global, json: bool, all: bool) -> Result<()> {
     let s = setup::open(g)?;
     let served = s.archiver.plan()?;
     if json {
@@ -20,14 +20,18 @@ pub fn plan(g: &Global, json: bool) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "policy {}", output::policy_line(&served.policy))?;
-    print_plan(&mut out, &served.value)?;
+    print_plan(&mut out, &served.value, all)?;
     Ok(())
 }
 
-fn print_plan(out: &mut impl Write, plan: &SweepPlan) -> Result<()> {
+/// The table; skipped candidates only with `all` (on a large store they are most of it).
+fn print_plan(out: &mut impl Write, plan: &SweepPlan, all: bool) -> Result<()> {
+    let shown = |d: &&Decision| all || d.action != Action::Skip;
+    let hidden = plan.decisions.iter().filter(|d| !shown(d)).count();
     let rows: Vec<Vec<String>> = plan
         .decisions
         .iter()
+        .filter(shown)
         .map(|d| {
             vec![
                 output::action_name(d.action).to_string(),
@@ -52,6 +56,12 @@ fn print_plan(out: &mut impl Write, plan: &SweepPlan) -> Result<()> {
     let (prune_n, prune_b) = total(Action::Prune);
     let (recover_n, _) = total(Action::Recover);
     writeln!(out)?;
+    if hidden > 0 {
+        writeln!(
+            out,
+            "({hidden} skipped candidates not listed; --all lists them)"
+        )?;
+    }
     writeln!(out, "scanned {} objects", plan.scanned)?;
     writeln!(
         out,
