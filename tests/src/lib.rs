@@ -273,16 +273,6 @@ impl MockHost {
                 .expect("hook append to live output");
         })
     }
-
-    /// Total bytes the policy appended to `zone/name` through `files.append` (from the call log).
-    pub fn appended_bytes(&self, zone: &str, name: &str) -> u64 {
-        let prefix = format!("{zone}/{name} +");
-        self.calls_to("files.append")
-            .iter()
-            .filter_map(|c| c.args.strip_prefix(&prefix))
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum()
-    }
 }
 
 /// The WIT error a policy returned; panics (naming what happened instead) on success, a trap or
