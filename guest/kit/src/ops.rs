@@ -302,15 +302,16 @@ pub fn gunzip_archive<H: Host>(
     Ok(dec.finish()?)
 }
 
-/// Reads an archive back and checks it holds exactly `raw_len` bytes with CRC-32 `crc` (when
-/// known). Any difference is `corrupt`.
-pub fn verify_archive<H: Host>(
+/// [`gunzip_archive`] with the archive checked against what meta records: exactly `raw_len`
+/// bytes (never inflating past them) and CRC-32 `crc` when known. Any difference is `corrupt`.
+fn gunzip_checked<H: Host>(
     h: &H,
     name: &str,
     raw_len: u64,
     crc: Option<u32>,
-) -> Result<(), Error> {
-    let summary = gunzip_archive(h, name, raw_len, &mut |_| Ok(())).map_err(|e| match e {
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<DecodeSummary, Error> {
+    let summary = gunzip_archive(h, name, raw_len, sink).map_err(|e| match e {
         Error::TooLarge(_) => Error::Corrupt(format!(
             "archive {name} decompresses to more than the {raw_len} bytes recorded"
         )),
@@ -330,7 +331,18 @@ pub fn verify_archive<H: Host>(
             )));
         }
     }
-    Ok(())
+    Ok(summary)
+}
+
+/// Reads an archive back and checks it holds exactly `raw_len` bytes with CRC-32 `crc` (when
+/// known). Any difference is `corrupt`.
+pub fn verify_archive<H: Host>(
+    h: &H,
+    name: &str,
+    raw_len: u64,
+    crc: Option<u32>,
+) -> Result<(), Error> {
+    gunzip_checked(h, name, raw_len, crc, &mut |_| Ok(())).map(|_| ())
 }
 
 /// What writing an archive produced.
@@ -672,31 +684,10 @@ fn restore_into_place<H: Host>(
             .map(|_| ())
             .map_err(|e| file_err("append scratch file", e))
     };
-    let summary = {
+    {
         let mut chunker = Chunker::new(&mut append);
-        let s =
-            gunzip_archive(h, name, raw_len, &mut |c| chunker.push(c)).map_err(|e| match e {
-                Error::TooLarge(_) => Error::Corrupt(format!(
-                    "archive {name} decompresses to more than the {raw_len} bytes recorded"
-                )),
-                other => other,
-            })?;
+        gunzip_checked(h, name, raw_len, crc, &mut |c| chunker.push(c))?;
         chunker.flush()?;
-        s
-    };
-    if summary.raw_len != raw_len {
-        return Err(Error::Corrupt(format!(
-            "archive {name} holds {} bytes, meta records {raw_len}",
-            summary.raw_len
-        )));
-    }
-    if let Some(want) = crc {
-        if summary.crc32 != want {
-            return Err(Error::Corrupt(format!(
-                "archive {name} CRC-32 {:#010x}, meta records {want:#010x}",
-                summary.crc32
-            )));
-        }
     }
 
     let mut live_from: Option<u64> = None;
@@ -762,22 +753,11 @@ pub fn export<H: Host>(
                 "archive {name} holds {raw_len} bytes, over max_restore_bytes {max_restore_bytes}"
             )));
         }
-        let summary = gunzip_archive(h, &name, raw_len, &mut |c| {
+        gunzip_checked(h, &name, raw_len, crc, &mut |c| {
             lines.update(c);
             bytes += c.len() as u64;
             chunker.push(c)
-        })
-        .map_err(|e| match e {
-            Error::TooLarge(_) => Error::Corrupt(format!(
-                "archive {name} decompresses to more than the {raw_len} bytes recorded"
-            )),
-            other => other,
         })?;
-        if summary.raw_len != raw_len || crc.is_some_and(|c| c != summary.crc32) {
-            return Err(Error::Corrupt(format!(
-                "archive {name} does not match its recorded length and CRC-32"
-            )));
-        }
         from_archive = true;
     }
     let live_start = bytes;
