@@ -171,7 +171,8 @@ enum HeaderStep {
 
 #[derive(Debug)]
 enum Stage {
-    /// Parsing a member header; `fixed` collects bytes of the fixed part, `small` of XLEN/HCRC.
+    /// Parsing a member header; `buf` collects the bytes of the fixed part, then of XLEN and
+    /// HCRC; `hcrc` hashes the header for the FHCRC check.
     Header {
         step: HeaderStep,
         flags: u8,
