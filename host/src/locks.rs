@@ -37,7 +37,7 @@ pub struct SessionLock {
 
 #[derive(Debug)]
 enum Held {
-    /// Closing the file releases the `flock`.
+    /// Never read: holding the open file holds the `flock`, and dropping it releases the lock.
     File(#[allow(dead_code)] File),
     Map(Arc<LockMap>, String),
 }

@@ -217,8 +217,9 @@ pub struct DecodeSummary {
 /// trailing byte that does not start another valid member rejected, output capped at a limit.
 ///
 /// Feed input in chunks of any size with [`GzDecoder::write`]; decompressed bytes go to a sink in
-/// pieces of at most 64 KiB; call [`GzDecoder::finish`] at the end of input. After an error every
-/// further call returns that error.
+/// pieces of at most 64 KiB; call [`GzDecoder::finish`] at the end of input. After a decoding
+/// error every further call returns that error; after an error from the sink the decoder's state
+/// is undefined and the caller must stop (every caller does).
 pub struct GzDecoder {
     inflate: Box<InflateState>,
     stage: Stage,
