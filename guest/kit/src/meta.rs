@@ -103,6 +103,12 @@ pub enum Intent {
         /// the one we wrote and leave it alone.
         #[serde(default)]
         previous: Option<EntryRecord>,
+        /// `session:restored_at` and `session:archive_pruned_at` before the archive, which the
+        /// archived patch removes: a rollback puts them back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restored_at: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pruned_at: Option<Value>,
     },
     /// Restoring `name` into `output` via the scratch file.
     Restore {
@@ -364,6 +370,8 @@ mod tests {
                 circular_max_size: None,
             },
             previous: None,
+            restored_at: None,
+            pruned_at: None,
         };
         let patch = Patch::new().intent(&intent).to_json();
         let m = Meta::parse(&patch).unwrap();

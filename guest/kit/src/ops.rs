@@ -460,6 +460,8 @@ pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcom
         name: name.clone(),
         stat: stat_record(&stat),
         previous,
+        restored_at: meta.get(keys::RESTORED_AT).cloned(),
+        pruned_at: meta.get(keys::PRUNED_AT).cloned(),
     };
     update(h, id, Patch::new().intent(&intent))?;
 
@@ -807,7 +809,13 @@ fn recover_one<H: Host>(h: &H, obj: &Object) -> Result<Recovered, Error> {
         return Ok(Recovered::Finished);
     };
     match &intent {
-        Intent::Archive { name, stat, .. } => {
+        Intent::Archive {
+            name,
+            stat,
+            restored_at,
+            pruned_at,
+            ..
+        } => {
             if meta.archived_at()?.is_some() {
                 // Recorded only after verification; check it still holds before deleting anything.
                 let (aname, raw_len, crc) = archived_source(h, id, &meta)?;
@@ -818,7 +826,11 @@ fn recover_one<H: Host>(h: &H, obj: &Object) -> Result<Recovered, Error> {
                         Ok(Recovered::Finished)
                     }
                     Err(files::Error::Conflict(_)) => {
-                        update(h, id, Patch::new().clear_archived())?;
+                        let undo = Patch::new()
+                            .clear_archived()
+                            .set_opt(keys::RESTORED_AT, restored_at.clone())
+                            .set_opt(keys::PRUNED_AT, pruned_at.clone());
+                        update(h, id, undo)?;
                         remove_ours(h, name, &intent)?;
                         clear_intent(h, id)?;
                         Ok(Recovered::RolledBack)

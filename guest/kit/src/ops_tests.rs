@@ -587,3 +587,32 @@ fn busy_sessions_are_refused_until_recovered() {
     assert_eq!(ops::recover(&h, None).unwrap().finished, 1);
     assert_eq!(ops::archive(&h, ID, 6).unwrap().raw_bytes, 2);
 }
+
+#[test]
+fn recovery_rolling_back_an_archive_puts_back_restored_at_and_pruned_at() {
+    // A crash after the archived patch, then an append: recovery must roll back to the meta the
+    // session had, not merely clear the archived keys.
+    let h = FakeHost::new(NOW);
+    h.add_object(
+        ID,
+        json!({"view":"agent","session:last_activity_ms": NOW - 10 * DAY, "session:line_count": 3,
+               "session:restored_at": 123, "session:archive_pruned_at": 45}),
+    );
+    h.put_file(ID, OUTPUT, b"a\nb\nc\n");
+    // update-meta #1 records the intent, #2 the archived keys: crash right after #2.
+    h.crash_at("objects.update-meta", 1, true);
+    assert!(catch_unwind(AssertUnwindSafe(|| ops::archive(&h, ID, 6))).is_err());
+    h.state.borrow_mut().crash = None;
+    assert!(
+        meta_i64(&h, keys::ARCHIVED_AT).is_some(),
+        "crashed after the patch"
+    );
+    h.put_file(ID, OUTPUT, b"a\nb\nc\nlate\n");
+
+    let rep = ops::recover(&h, None).unwrap();
+    assert_eq!((rep.examined, rep.rolled_back), (1, 1));
+    assert_eq!(meta_i64(&h, keys::RESTORED_AT), Some(123));
+    assert_eq!(meta_i64(&h, keys::PRUNED_AT), Some(45));
+    assert!(meta_i64(&h, keys::ARCHIVED_AT).is_none());
+    assert_eq!(h.file(ID, OUTPUT).unwrap(), b"a\nb\nc\nlate\n");
+}
