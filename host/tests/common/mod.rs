@@ -223,14 +223,23 @@ fn component_from_wit(wit: &str, world: &str) -> Vec<u8> {
 }
 
 fn encode(resolve: wit_parser::Resolve, world: wit_parser::WorldId) -> Vec<u8> {
-    let mut module = wit_component::dummy_module(
+    let module = wit_component::dummy_module(
         &resolve,
         world,
         wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync),
     );
+    embed_and_encode(module, &resolve, world)
+}
+
+/// Embeds `world`'s type information in a core module and turns it into a component.
+fn embed_and_encode(
+    mut module: Vec<u8>,
+    resolve: &wit_parser::Resolve,
+    world: wit_parser::WorldId,
+) -> Vec<u8> {
     wit_component::embed_component_metadata(
         &mut module,
-        &resolve,
+        resolve,
         world,
         wit_component::StringEncoding::UTF8,
     )
@@ -287,26 +296,14 @@ fn hand_made_policy(info_body: &str, bodies: [&str; 8]) -> Vec<u8> {
           (func (export "{p}recover") (param i32 i32 i32 i32 i32) (result i32) {recover})
         )"#
     );
-    let mut module = wat::parse_str(&wat).expect("wat");
+    let module = wat::parse_str(&wat).expect("wat");
     let dir = workspace().join("wit");
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve.push_dir(&dir).expect("parse wit");
     let world = resolve
         .select_world(&[pkg], Some("archive-policy"))
         .expect("world");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embed metadata");
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .expect("module")
-        .validate(true)
-        .encode()
-        .expect("encode component")
+    embed_and_encode(module, &resolve, world)
 }
 
 /// `info` returning name "wat", version "1", description "" from static data.
