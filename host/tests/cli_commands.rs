@@ -1,11 +1,13 @@
 //! The `archiver` command as a user runs it: demo data, plan, sweep, status, restore, export, and
 //! the errors a user meets (unknown id, garbage policy, missing data directory).
 
+mod app_schema;
 mod cli_support;
 
 use std::io::Read;
 use std::process::Stdio;
 
+use app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use cli_support::{archiver, code, demo, json, meta, ok, policy, run, stderr};
 use serde_json::Value;
 
@@ -325,20 +327,6 @@ fn help_documents_exit_codes_and_the_json_fields() {
 const PART: usize = 64 * 1024;
 const DAY_MS: i64 = 86_400_000;
 
-/// The app's schemas (as in `store_contract.rs`): our stores must use them unaltered.
-const WAVE_SCHEMA_FILES: &str = "
-CREATE TABLE db_wave_file (zoneid varchar(36) NOT NULL, name varchar(200) NOT NULL, size bigint NOT NULL,
-  createdts bigint NOT NULL, modts bigint NOT NULL, opts json NOT NULL, meta json NOT NULL,
-  PRIMARY KEY (zoneid, name));
-CREATE TABLE db_file_data (zoneid varchar(36) NOT NULL, name varchar(200) NOT NULL, partidx int NOT NULL,
-  data blob NOT NULL, PRIMARY KEY(zoneid, name, partidx));
-";
-const WAVE_SCHEMA_BLOCKS: &str = "
-CREATE TABLE db_block (oid varchar(36) PRIMARY KEY, version int NOT NULL, data json NOT NULL);
-CREATE TABLE schema_migrations (version uint64, dirty bool);
-CREATE UNIQUE INDEX version_unique ON schema_migrations (version);
-";
-
 /// `n` JSONL lines of about 100 bytes each.
 fn jsonl(n: usize, tag: &str) -> Vec<u8> {
     let mut v = Vec::new();
@@ -385,7 +373,7 @@ fn a_data_dir_made_by_raw_sql_in_the_wave_layout_works() {
     let recent = jsonl(10, "recent");
     {
         let files = rusqlite::Connection::open(data.join("filestore.db")).unwrap();
-        files.execute_batch(WAVE_SCHEMA_FILES).unwrap();
+        files.execute_batch(WAVE_FILE_SCHEMA).unwrap();
         let file = "INSERT INTO db_wave_file VALUES (?1, 'output', ?2, ?3, ?3, ?4, '{}')";
         let part = "INSERT INTO db_file_data VALUES (?1, 'output', ?2, ?3)";
         for (id, bytes) in [("blk-plain", &plain), ("blk-recent", &recent)] {
@@ -412,7 +400,7 @@ fn a_data_dir_made_by_raw_sql_in_the_wave_layout_works() {
         }
 
         let objects = rusqlite::Connection::open(data.join("objects.db")).unwrap();
-        objects.execute_batch(WAVE_SCHEMA_BLOCKS).unwrap();
+        objects.execute_batch(WAVE_BLOCK_SCHEMA).unwrap();
         let block = |id: &str, view: &str, idle_days: i64, lines: usize| {
             serde_json::json!({
                 "otype": "block",

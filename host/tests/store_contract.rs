@@ -5,12 +5,15 @@
 //! The SQLite-only tests at the end check compatibility with databases the app wrote with plain
 //! SQL, and behaviour under a second connection writing concurrently.
 
+mod app_schema;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use session_archiver::archive_dir::fs::FsArchiveDir;
@@ -677,21 +680,6 @@ contract!(
 
 // ---------------------------------------------------------------------------------------------
 // SQLite only: databases the app wrote, and a second connection
-
-const WAVE_FILE_SCHEMA: &str = "
-CREATE TABLE db_wave_file (zoneid varchar(36) NOT NULL, name varchar(200) NOT NULL, size bigint NOT NULL,
-  createdts bigint NOT NULL, modts bigint NOT NULL, opts json NOT NULL, meta json NOT NULL,
-  PRIMARY KEY (zoneid, name));
-CREATE TABLE db_file_data (zoneid varchar(36) NOT NULL, name varchar(200) NOT NULL, partidx int NOT NULL,
-  data blob NOT NULL, PRIMARY KEY(zoneid, name, partidx));
-";
-
-/// The schema Wave's own migration creates (not ours): we must read and write it as it is.
-const WAVE_BLOCK_SCHEMA: &str = "
-CREATE TABLE db_block (oid varchar(36) PRIMARY KEY, version int NOT NULL, data json NOT NULL);
-CREATE TABLE schema_migrations (version uint64, dirty bool);
-CREATE UNIQUE INDEX version_unique ON schema_migrations (version);
-";
 
 fn schema_of(path: &Path) -> Vec<(String, String, Option<String>)> {
     let conn = Connection::open(path).unwrap();
