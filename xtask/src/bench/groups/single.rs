@@ -1,0 +1,205 @@
+//! One session on one core: archive, restore and export against the seed's way, gzip and pigz.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{ensure, Result};
+use session_archiver::store::{Clock, SystemClock};
+
+use crate::bench::baselines::{run_tool, seed_archive, seed_restore};
+use crate::bench::corpus::{create_session, open_stores};
+use crate::bench::harness::{interleave, timed, Case, Group, Row, Target, Unit};
+use crate::bench::{Bench, DAY_MS, MB, MIB};
+use crate::cmd;
+
+impl Bench {
+    /// One session, one core: WASM archive/restore against the seed's way and gzip/pigz.
+    pub(crate) fn single_group(&mut self) -> Result<()> {
+        let size = self.plan.single_bytes;
+        cmd::section(&format!("one session of {} MiB, one core", size / MIB));
+        let dir = self.dir.join("single");
+        let id = "bench-single";
+        let raw = dir.join("single.jsonl");
+        let idle = SystemClock.now_ms() - 10 * DAY_MS;
+        let bytes = create_session(&dir, id, 0x5149_e61e, size, idle, Some(&raw))?;
+        let stores = open_stores(&dir)?;
+        let archiver = self.archiver(stores.clone(), 1)?;
+        let nproc = self.plan.workers;
+        let tput = Unit::Throughput(bytes);
+
+        let mut rows = vec![
+            // 0
+            Row::new(
+                "archive, WASM policy (SQLite → guest gzip → file, + read-back verify)",
+                tput,
+            ),
+            // 1
+            Row::new(
+                "archive, seed-style native baseline (whole read, flate2 -6, write)",
+                tput,
+            ),
+            // 2
+            Row::new("`gzip -6` (file → file)", tput),
+            // 3
+            Row::new(format!("`pigz -6 -p {nproc}` (file → file)"), tput),
+            // 4
+            Row::new("restore, WASM policy (file → guest inflate → SQLite)", tput),
+            // 5
+            Row::new(
+                "restore, seed-style native (whole gunzip in memory, SQLite append)",
+                tput,
+            ),
+            // 6
+            Row::new("`gzip -d` (file → file)", tput),
+            // 7
+            Row::new(
+                "export of the archived session, WASM policy (file → guest inflate → file)",
+                tput,
+            ),
+        ];
+        rows[0].target = Target::AtLeastTimes {
+            factor: 0.85,
+            of: 1,
+            label: "seed-style",
+        };
+        for r in &mut rows[4..] {
+            r.vs = Some(5);
+        }
+        rows[4].target = Target::AtLeastTimes {
+            factor: 1.2,
+            of: 6,
+            label: "`gzip -d`",
+        };
+        // Not the target (that is restore's), but the like-for-like comparison: the same
+        // inflate, into a plain file, with no durable store writes.
+        rows[7].target = Target::AtLeastTimes {
+            factor: 1.2,
+            of: 6,
+            label: "`gzip -d` (restore's target, file → file)",
+        };
+        if !self.pigz {
+            rows[3].missing = Some("pigz not installed".into());
+        }
+        let mut g = Group {
+            title: format!(
+                "One session ({:.1} MB agent JSONL), one core",
+                bytes as f64 / MB
+            ),
+            rows,
+            baseline: Some(1),
+            notes: vec![],
+        };
+
+        let seed_gz = dir.join("seed.jsonl.gz");
+        let gz_out = dir.join("gzip-out.jsonl.gz");
+        let gunzip_out = dir.join("gunzip-out.jsonl");
+        let export_out = dir.join("export-out.jsonl");
+        // The input of `gzip -d`: gzip -6 of the same bytes.
+        let gz_in = dir.join("single.jsonl.gz");
+        run_tool(Command::new("gzip").args(["-6", "-c"]).arg(&raw), &gz_in)?;
+        let files = stores.files.clone();
+        // Warm-up, and the seed's archive for its restore.
+        seed_archive(files.as_ref(), id, &seed_gz)?;
+
+        let mut ratio_wasm = None;
+        let p = nproc.to_string();
+        let mut cases = vec![
+            Case {
+                rows: vec![0, 7, 4],
+                run: Box::new(|| {
+                    let (ta, a) = timed(|| Ok(archiver.archive(id)?))?;
+                    ensure!(
+                        a.value.raw_bytes == bytes,
+                        "archived {} bytes",
+                        a.value.raw_bytes
+                    );
+                    ratio_wasm = Some(a.value.archive_bytes as f64 / bytes as f64);
+                    let (te, e) = timed(|| {
+                        let out = std::io::BufWriter::new(File::create(&export_out)?);
+                        Ok(archiver.export(id, out)?)
+                    })?;
+                    ensure!(e.value.bytes == bytes, "exported {}", e.value.bytes);
+                    let (tr, r) = timed(|| Ok(archiver.restore(id)?))?;
+                    ensure!(
+                        r.value.archived_bytes == bytes,
+                        "restored {}",
+                        r.value.archived_bytes
+                    );
+                    Ok(vec![ta, te, tr])
+                }),
+            },
+            Case {
+                rows: vec![1],
+                run: Box::new(|| {
+                    Ok(vec![
+                        timed(|| seed_archive(files.as_ref(), id, &seed_gz))?.0,
+                    ])
+                }),
+            },
+            Case {
+                rows: vec![5],
+                run: Box::new(|| {
+                    let (t, n) = timed(|| seed_restore(files.as_ref(), &seed_gz))?;
+                    ensure!(n == bytes, "seed restore made {n} bytes");
+                    Ok(vec![t])
+                }),
+            },
+            Case {
+                rows: vec![2],
+                run: Box::new(|| {
+                    Ok(vec![
+                        timed(|| {
+                            run_tool(Command::new("gzip").args(["-6", "-c"]).arg(&raw), &gz_out)
+                        })?
+                        .0,
+                    ])
+                }),
+            },
+            Case {
+                rows: vec![6],
+                run: Box::new(|| {
+                    Ok(vec![
+                        timed(|| {
+                            run_tool(
+                                Command::new("gzip").args(["-d", "-c"]).arg(&gz_in),
+                                &gunzip_out,
+                            )
+                        })?
+                        .0,
+                    ])
+                }),
+            },
+        ];
+        if self.pigz {
+            cases.push(Case {
+                rows: vec![3],
+                run: Box::new(|| {
+                    Ok(vec![
+                        timed(|| {
+                            run_tool(
+                                Command::new("pigz").args(["-6", "-p", &p, "-c"]).arg(&raw),
+                                &gz_out,
+                            )
+                        })?
+                        .0,
+                    ])
+                }),
+            });
+        }
+        interleave(&mut g, self.plan.rounds, cases)?;
+        let size_of = |p: &Path| {
+            fs::metadata(p)
+                .map(|m| m.len() as f64 / bytes as f64)
+                .unwrap_or(0.0)
+        };
+        g.notes.push(format!(
+            "compressed size / raw, one session: WASM policy {:.4}, seed-style flate2 {:.4}, gzip -6 {:.4}",
+            ratio_wasm.unwrap_or(0.0),
+            size_of(&seed_gz),
+            size_of(&gz_in),
+        ));
+        self.groups.push(g);
+        Ok(())
+    }
+}
