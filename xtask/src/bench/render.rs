@@ -161,8 +161,8 @@ const END: &str = "<!-- bench:table:end -->";
 /// Replaces what lies between README's bench markers with `table`.
 pub(crate) fn write_readme(path: &Path, table: &str) -> Result<()> {
     let text = fs::read_to_string(path)?;
-    let new = replace_table(&text, table)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let new =
+        replace_table(&text, table).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     fs::write(path, new)?;
     Ok(())
 }

@@ -76,4 +76,5 @@ impl Bench {
         }
         self.groups.push(g);
         Ok(())
+    }
 }
