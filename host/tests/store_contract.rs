@@ -5,15 +5,12 @@
 //! The SQLite-only tests at the end check compatibility with databases the app wrote with plain
 //! SQL, and behaviour under a second connection writing concurrently.
 
-mod app_schema;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use session_archiver::archive_dir::fs::FsArchiveDir;
@@ -25,6 +22,7 @@ use session_archiver::store::sqlite_objects::SqliteObjects;
 use session_archiver::store::{
     Clock, FileOpts, FileStat, FileStore, Meta, ObjectStore, StoreError, MAX_CHUNK,
 };
+use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use tempfile::TempDir;
 
 const PART: usize = 64 * 1024;

@@ -11,6 +11,7 @@
 //! assert!(host.calls_to("files.delete-if-unchanged").len() == 1);
 //! ```
 
+pub mod app_schema;
 pub mod fixtures;
 pub mod recorder;
 pub mod stores;

@@ -24,7 +24,7 @@ pub fn run(
     cmd::run(cmd::cargo().current_dir(root).args([
         "build",
         "-p",
-        "session-archiver",
+        "session-archiver-cli",
         "--bin",
         "archiver",
     ]))?;

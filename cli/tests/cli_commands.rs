@@ -1,15 +1,14 @@
 //! The `archiver` command as a user runs it: demo data, plan, sweep, status, restore, export, and
 //! the errors a user meets (unknown id, garbage policy, missing data directory).
 
-mod app_schema;
 mod cli_support;
 
 use std::io::Read;
 use std::process::Stdio;
 
-use app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use cli_support::{archiver, code, demo, json, meta, ok, policy, run, stderr};
 use serde_json::Value;
+use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 
 /// The sessions a plan would archive, largest first.
 fn planned_archives(plan: &Value) -> Vec<(String, u64)> {
