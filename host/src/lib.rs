@@ -6,7 +6,6 @@ pub mod archive_dir;
 pub mod archiver;
 pub mod bindings;
 pub mod data_dir;
-pub mod demo;
 pub mod error;
 pub mod host;
 pub mod locks;

@@ -11,8 +11,8 @@ mod common;
 use std::sync::Arc;
 
 use session_archiver::archiver::{Archiver, ArchiverOptions};
-use session_archiver::demo::{count_lines, session_jsonl};
 use session_archiver::store::{FileOpts, FileStore, ObjectStore, OUTPUT_FILE};
+use session_archiver_demo::{count_lines, session_jsonl};
 
 const SESSION_BYTES: u64 = 24 << 20;
 const GUEST_BOUND: u64 = 16 << 20;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use session_archiver::data_dir::DataDirPaths;
-use session_archiver::demo::{create_demo, DemoOptions};
 use session_archiver::store::{Clock, SystemClock};
+use session_archiver_demo::{create_demo, DemoOptions};
 
 use crate::cli::Global;
 use crate::setup;

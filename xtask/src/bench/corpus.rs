@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 use session_archiver::archive_dir::fs::FsArchiveDir;
-use session_archiver::demo::{count_lines, session_jsonl};
 use session_archiver::host::Stores;
 use session_archiver::store::sqlite_files::SqliteFiles;
 use session_archiver::store::sqlite_objects::SqliteObjects;
 use session_archiver::store::{Clock, FileOpts, FileStore, Meta, SystemClock, OUTPUT_FILE};
+use session_archiver_demo::{count_lines, session_jsonl};
 
 use super::DAY_MS;
 

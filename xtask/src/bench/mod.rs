@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: one table, every row measured side by side in the same run.
 //!
-//! The corpus is deterministic agent JSONL ([`session_jsonl`]) in real SQLite stores in a temp
-//! directory under `target/`. Rows of a group are interleaved (each round runs every case once,
+//! The corpus is deterministic agent JSONL ([`session_archiver_demo::session_jsonl`]) in real
+//! SQLite stores in a temp directory under `target/`. Rows of a group are interleaved (each round runs every case once,
 //! starting at a different case each round, so drift in machine load hits every row alike) and
 //! reported as median and best of the rounds, as a ratio to the group's baseline: the seed's way
 //! of doing the job natively (whole file read into memory, `flate2` level 6, file written).
