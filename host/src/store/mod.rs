@@ -3,6 +3,7 @@
 //! The wasm host (`crate::host`) only checks the guest's arguments and delegates here, so the same
 //! policy runs unchanged against `objects.db`/`filestore.db` and against the mock host in tests.
 
+pub mod block_json;
 pub mod memory;
 pub mod sqlite_files;
 pub mod sqlite_objects;

@@ -174,6 +174,75 @@ fn delete_rows(tx: &Transaction<'_>, zone: &str, name: &str) -> Result<usize, St
     Ok(n)
 }
 
+/// Checks that the parts of a file agree with its recorded `stat`: the highest part index and the
+/// length of the part that holds the last byte are what the size says.
+///
+/// The apps append without one transaction: AgentMux writes the parts, then updates the size in
+/// a separate statement. Between the two, the stat is the old one but the parts already hold the
+/// new bytes (a longer last part, or a part past the last one); deleting or replacing the file
+/// then would lose them, so that state is a `Conflict`.
+///
+/// A circular file that has wrapped holds every part at full length, and an append overwrites
+/// the oldest bytes in place: its shape does not change, so this check can only see a part past
+/// the ring there, not an overwrite in progress.
+fn check_parts(
+    tx: &Transaction<'_>,
+    zone: &str,
+    name: &str,
+    stat: &FileStat,
+) -> Result<(), StoreError> {
+    let highest: Option<i64> = tx
+        .prepare_cached("SELECT max(partidx) FROM db_file_data WHERE zoneid = ?1 AND name = ?2")?
+        .query_row(params![zone, name], |r| r.get(0))?;
+    // (highest part index, the part holding the last byte, that part's length)
+    let expected: Option<(i64, i64, u64)> = if stat.size == 0 {
+        None
+    } else {
+        let last_lp = (stat.size - 1) / PART_SIZE;
+        match stat.circular_max_size {
+            Some(max) if stat.size > max => {
+                let parts = max / PART_SIZE;
+                Some(((parts - 1) as i64, (last_lp % parts) as i64, PART_SIZE))
+            }
+            _ => Some((
+                last_lp as i64,
+                last_lp as i64,
+                stat.size - last_lp * PART_SIZE,
+            )),
+        }
+    };
+    let conflict = |what: String| {
+        Err(StoreError::Conflict(format!(
+            "{} changed: its size says {} bytes but {what}; a write is in progress or was cut off",
+            where_(zone, name),
+            stat.size
+        )))
+    };
+    match (highest, expected) {
+        (None, None) => Ok(()),
+        (Some(h), None) => conflict(format!("part {h} exists")),
+        (None, Some(_)) => conflict("no part exists".to_owned()),
+        (Some(h), Some((want, _, _))) if h != want => {
+            conflict(format!("the highest part is {h}, not {want}"))
+        }
+        (Some(_), Some((_, part, len))) => {
+            // octet length: `length()` of a TEXT value counts characters.
+            let actual: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT length(CAST(data AS BLOB)) FROM db_file_data
+                     WHERE zoneid = ?1 AND name = ?2 AND partidx = ?3",
+                )?
+                .query_row(params![zone, name, part], |r| r.get(0))
+                .optional()?;
+            match actual {
+                Some(n) if n == len as i64 => Ok(()),
+                Some(n) => conflict(format!("part {part} is {n} bytes, not {len}")),
+                None => conflict(format!("part {part} is missing")),
+            }
+        }
+    }
+}
+
 impl SqliteFiles {
     /// Opens (or creates) `filestore.db` with the system clock; creates the two tables only when
     /// absent, in exactly the app's schema.
@@ -378,6 +447,8 @@ impl FileStore for SqliteFiles {
         Ok(stat)
     }
 
+    /// Besides the stat, the file's parts must agree with its size ([`check_parts`]), so a
+    /// writer caught between writing parts and updating the size is seen as a change.
     fn delete_if_unchanged(
         &self,
         zone: &str,
@@ -395,6 +466,7 @@ impl FileStore for SqliteFiles {
                 expected
             )));
         }
+        check_parts(&tx, zone, name, &row.stat)?;
         delete_rows(&tx, zone, name)?;
         tx.commit()?;
         Ok(())
@@ -410,7 +482,8 @@ impl FileStore for SqliteFiles {
         Ok(())
     }
 
-    /// The renamed file keeps the source's stat (as a POSIX rename keeps the mtime).
+    /// The renamed file keeps the source's stat (as a POSIX rename keeps the mtime). Like
+    /// `delete_if_unchanged`, a target whose parts disagree with its size is a `Conflict`.
     fn rename_if_unchanged(
         &self,
         zone: &str,
@@ -434,6 +507,9 @@ impl FileStore for SqliteFiles {
                 "{} changed: now {current:?}, expected {expected:?}",
                 where_(zone, target)
             )));
+        }
+        if let Some(stat) = &current {
+            check_parts(&tx, zone, target, stat)?;
         }
         delete_rows(&tx, zone, target)?;
         tx.prepare_cached("UPDATE db_wave_file SET name = ?3 WHERE zoneid = ?1 AND name = ?2")?

@@ -2,15 +2,17 @@
 //!
 //! The app owns this database and keeps writing to it, so we never alter an existing schema, run
 //! in WAL mode with a busy timeout, and change a block only by a read-merge-write of its `meta`
-//! inside one `BEGIN IMMEDIATE` transaction that keeps every other field of the block's JSON.
+//! inside one `BEGIN IMMEDIATE` transaction that keeps every other byte of the block's JSON and
+//! its storage class (BLOB or TEXT).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
-use serde_json::Value;
 
+use super::block_json::splice_meta;
 use super::{Meta, Object, ObjectStore, Page, StoreError};
 
 /// How long a statement waits for the app's write lock before failing with `Io`.
@@ -115,6 +117,13 @@ fn insert_error(id: &str, e: rusqlite::Error) -> StoreError {
 /// The block JSON we write for a new object: the fields Wave always has, nothing invented.
 fn new_block_json(id: &str, meta: &Meta) -> String {
     serde_json::json!({ "otype": "block", "oid": id, "version": 1, "meta": meta }).to_string()
+}
+
+/// How SQLite holds a block's `data`; a rewrite keeps it.
+#[derive(Debug, Clone, Copy)]
+enum StorageClass {
+    Blob,
+    Text,
 }
 
 /// Only the `meta` field of a block; serde skips the rest without building it, which keeps a
@@ -231,39 +240,41 @@ impl ObjectStore for SqliteObjects {
         })
     }
 
+    /// Splices the patch into the block's JSON (see [`splice_meta`]) and writes it back with the
+    /// storage class it had: the app may read `data` as bytes only (AgentMux refuses TEXT) or as
+    /// text, and every byte it wrote outside the patched keys stays as it was.
     fn update_meta(&self, id: &str, patch: &Meta) -> Result<Object, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
             .prepare_cached("SELECT oid, version, data FROM db_block WHERE oid = ?1")?
-            .query_row(params![id], row_to_object)
+            .query_row(params![id], |r| {
+                let class = match r.get_ref(2)? {
+                    ValueRef::Blob(_) => Some(StorageClass::Blob),
+                    ValueRef::Text(_) => Some(StorageClass::Text),
+                    _ => None,
+                };
+                Ok((row_to_object(r)?, class))
+            })
             .optional()?;
-        let (oid, version, data) =
+        let ((oid, version, data), class) =
             row.ok_or_else(|| StoreError::NotFound(format!("object {id}")))?;
-        let mut block: Value = serde_json::from_slice(&data)
-            .map_err(|e| StoreError::Io(format!("object {id}: bad data JSON: {e}")))?;
-        let Value::Object(fields) = &mut block else {
+        let Some(class) = class else {
             return Err(StoreError::Io(format!(
-                "object {id}: data is not a JSON object"
+                "object {id}: data is neither text nor a blob"
             )));
         };
-        let mut meta = match fields.remove("meta") {
-            None | Some(Value::Null) => Meta::new(),
-            Some(Value::Object(m)) => m,
-            Some(_) => {
-                return Err(StoreError::Io(format!(
-                    "object {id}: meta is not an object"
-                )))
-            }
-        };
+        let mut meta = parse_meta(&oid, &data)?;
         merge_meta(&mut meta, patch);
         let new_version = version.max(0) + 1;
-        if fields.contains_key("version") {
-            fields.insert("version".into(), Value::from(new_version));
-        }
-        fields.insert("meta".into(), Value::Object(meta.clone()));
+        let new_data = splice_meta(&data, patch, Some(version_u64(new_version)))
+            .map_err(|e| StoreError::Io(format!("object {id}: {e}")))?;
+        let bound = match class {
+            StorageClass::Blob => ValueRef::Blob(&new_data),
+            StorageClass::Text => ValueRef::Text(&new_data),
+        };
         tx.prepare_cached("UPDATE db_block SET version = ?2, data = ?3 WHERE oid = ?1")?
-            .execute(params![oid, new_version, block.to_string()])?;
+            .execute(params![oid, new_version, ToSqlOutput::Borrowed(bound)])?;
         tx.commit()?;
         Ok(Object {
             id: oid,
