@@ -9,6 +9,7 @@ pub mod data_dir;
 pub mod demo;
 pub mod error;
 pub mod host;
+pub mod live_app;
 pub mod locks;
 pub mod policy;
 pub mod runtime;

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use session_archiver::archiver::Archiver;
+use session_archiver::data_dir::{DataDirPaths, Layout};
 use session_archiver::policy::PolicyId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::cli::Global;
 use crate::output::{bytes, ratio};
-use crate::setup;
+use crate::setup::{self, Session};
 use crate::watch::PolicyWatch;
 
 /// How often the loop wakes to look at the flags while waiting.
@@ -55,15 +56,27 @@ pub fn run(
     watch_interval: Duration,
 ) -> Result<()> {
     let flags = install_signals()?;
-    let s = setup::open(g)?;
-    let archiver = &s.archiver;
-    let mut watch = PolicyWatch::new(&s.policy_path);
-    tracing::info!(
-        "running: a sweep every {} with policy {} from {}; SIGHUP or a change of the file swaps it",
-        humantime::format_duration(every),
-        short(&archiver.current_policy().id()),
-        s.policy_path.display()
-    );
+    let (paths, layout) = setup::paths(g)?;
+    let live = setup::live_guard(g, &paths);
+    let policy_path = setup::policy_path(g)?;
+    // Stores are opened for writing only once the app is seen stopped: even opening them (WAL
+    // mode, schema check) is not done under a live app. A policy or store error at that point
+    // ends `run`, as it would at start.
+    let mut session: Option<Session> = None;
+    let mut closed = Some((paths, layout, live));
+    if closed
+        .as_ref()
+        .is_some_and(|c| c.2.ensure_not_live().is_ok())
+    {
+        session = Some(open_session(g, &mut closed, every)?);
+    } else {
+        tracing::info!(
+            "running: a sweep every {}; the app has the databases open, so sweeps are skipped \
+             until it stops",
+            humantime::format_duration(every)
+        );
+    }
+    let mut watch = PolicyWatch::new(&policy_path);
 
     let mut sweeps = 0u64;
     let mut last_watch = Instant::now();
@@ -73,7 +86,22 @@ pub fn run(
         }
         let started = Instant::now();
         sweeps += 1;
-        sweep_once(archiver, sweeps);
+        let live = match (&session, &closed) {
+            (Some(s), _) => s.live.as_ref(),
+            (None, Some(c)) => Some(&c.2),
+            (None, None) => None,
+        };
+        match live.map_or(Ok(()), |l| l.ensure_not_live()) {
+            Err(e) => tracing::warn!("sweep {sweeps} skipped: {e}"),
+            Ok(()) => {
+                if session.is_none() {
+                    session = Some(open_session(g, &mut closed, every)?);
+                }
+                if let Some(s) = &session {
+                    sweep_once(&s.archiver, sweeps);
+                }
+            }
+        }
         if max_sweeps.is_some_and(|m| sweeps >= m) {
             break;
         }
@@ -86,12 +114,16 @@ pub fn run(
                 tracing::info!("SIGHUP: reloading {}", watch.path().display());
                 // Record the file as seen, so the poll does not load it a second time.
                 watch.changed();
-                swap(archiver, &watch);
+                if let Some(s) = &session {
+                    swap(&s.archiver, &watch);
+                }
             } else if last_watch.elapsed() >= watch_interval {
                 last_watch = Instant::now();
                 if watch.changed() {
                     tracing::info!("{} changed on disk", watch.path().display());
-                    swap(archiver, &watch);
+                    if let Some(s) = &session {
+                        swap(&s.archiver, &watch);
+                    }
                 }
             }
             let now = Instant::now();
@@ -145,6 +177,25 @@ fn sweep_once(archiver: &Archiver, n: u64) {
             crate::exit::render_archiver(&e).replace('\n', " ")
         ),
     }
+}
+
+/// Opens the stores (the caller has just seen the app stopped) and logs what runs.
+fn open_session(
+    g: &Global,
+    closed: &mut Option<(DataDirPaths, Layout, setup::LiveGuard)>,
+    every: Duration,
+) -> Result<Session> {
+    let (paths, layout, live) = closed
+        .take()
+        .context("the data directory was already opened")?;
+    let s = setup::open_guarded_by(g, paths, layout, live)?;
+    tracing::info!(
+        "running: a sweep every {} with policy {} from {}; SIGHUP or a change of the file swaps it",
+        humantime::format_duration(every),
+        short(&s.archiver.current_policy().id()),
+        s.policy_path.display()
+    );
+    Ok(s)
 }
 
 fn swap(archiver: &Archiver, watch: &PolicyWatch) {
