@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use session_archiver::archiver::Archiver;
 use session_archiver::data_dir::{DataDirPaths, Layout};
+use session_archiver::live_app::LiveAppError;
 use session_archiver::policy::PolicyId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -59,23 +60,20 @@ pub fn run(
     let (paths, layout) = setup::paths(g)?;
     let live = setup::live_guard(g, &paths);
     let policy_path = setup::policy_path(g)?;
-    // Stores are opened for writing only once the app is seen stopped: even opening them (WAL
-    // mode, schema check) is not done under a live app. A policy or store error at that point
-    // ends `run`, as it would at start.
-    let mut session: Option<Session> = None;
-    let mut closed = Some((paths, layout, live));
-    if closed
-        .as_ref()
-        .is_some_and(|c| c.2.ensure_not_live().is_ok())
-    {
-        session = Some(open_session(g, &mut closed, every)?);
-    } else {
-        tracing::info!(
-            "running: a sweep every {}; the app has the databases open, so sweeps are skipped \
-             until it stops",
-            humantime::format_duration(every)
-        );
-    }
+    // The stores are opened for writing only once the app is seen stopped: not even opening them
+    // (journal mode, schema check) happens under a live app. A policy or store error at that
+    // point ends `run`, as it would at start.
+    let mut state = match live.ensure_not_live() {
+        Ok(()) => State::Open(open_session(g, paths, layout, live, every)?),
+        Err(LiveAppError::InUse(found)) => {
+            tracing::info!(
+                "running: a sweep every {}; {found}: sweeps are skipped until it stops",
+                humantime::format_duration(every)
+            );
+            State::Waiting(paths, layout, live)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut watch = PolicyWatch::new(&policy_path);
 
     let mut sweeps = 0u64;
@@ -86,18 +84,17 @@ pub fn run(
         }
         let started = Instant::now();
         sweeps += 1;
-        let live = match (&session, &closed) {
-            (Some(s), _) => s.live.as_ref(),
-            (None, Some(c)) => Some(&c.2),
-            (None, None) => None,
+        let live = match &state {
+            State::Open(s) => s.live.as_ref(),
+            State::Waiting(_, _, live) => Some(live),
         };
-        match live.map_or(Ok(()), |l| l.ensure_not_live()) {
+        match live.map_or(Ok(()), setup::LiveGuard::ensure_not_live) {
             Err(e) => tracing::warn!("sweep {sweeps} skipped: {e}"),
             Ok(()) => {
-                if session.is_none() {
-                    session = Some(open_session(g, &mut closed, every)?);
+                if let State::Waiting(paths, layout, live) = state {
+                    state = State::Open(open_session(g, paths, layout, live, every)?);
                 }
-                if let Some(s) = &session {
+                if let State::Open(s) = &state {
                     sweep_once(&s.archiver, sweeps);
                 }
             }
@@ -114,14 +111,14 @@ pub fn run(
                 tracing::info!("SIGHUP: reloading {}", watch.path().display());
                 // Record the file as seen, so the poll does not load it a second time.
                 watch.changed();
-                if let Some(s) = &session {
+                if let State::Open(s) = &state {
                     swap(&s.archiver, &watch);
                 }
             } else if last_watch.elapsed() >= watch_interval {
                 last_watch = Instant::now();
                 if watch.changed() {
                     tracing::info!("{} changed on disk", watch.path().display());
-                    if let Some(s) = &session {
+                    if let State::Open(s) = &state {
                         swap(&s.archiver, &watch);
                     }
                 }
@@ -179,15 +176,21 @@ fn sweep_once(archiver: &Archiver, n: u64) {
     }
 }
 
+/// Before the first sweep the app let through, `run` holds only where the data is; after it, the
+/// open session.
+enum State {
+    Waiting(DataDirPaths, Layout, setup::LiveGuard),
+    Open(Session),
+}
+
 /// Opens the stores (the caller has just seen the app stopped) and logs what runs.
 fn open_session(
     g: &Global,
-    closed: &mut Option<(DataDirPaths, Layout, setup::LiveGuard)>,
+    paths: DataDirPaths,
+    layout: Layout,
+    live: setup::LiveGuard,
     every: Duration,
 ) -> Result<Session> {
-    let (paths, layout, live) = closed
-        .take()
-        .context("the data directory was already opened")?;
     let s = setup::open_guarded_by(g, paths, layout, live)?;
     tracing::info!(
         "running: a sweep every {} with policy {} from {}; SIGHUP or a change of the file swaps it",
