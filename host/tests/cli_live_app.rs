@@ -331,3 +331,37 @@ fn run_waits_for_the_app_to_stop_then_sweeps() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn readers_leave_a_stopped_apps_rollback_journal_databases_byte_for_byte() {
+    let (_tmp, data) = demo();
+    let dbs = [objects_db(&data), data.join("filestore.db")];
+    for db in &dbs {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let mode: String = c
+            .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete");
+    }
+    let before = snapshot(&data, true, false);
+    let plan = json(&data, &["plan", "--json"]);
+    let id = planned(&plan, "archive")[0].clone();
+    json(&data, &["status", "--json"]);
+    let mut c = archiver(&data);
+    c.args(["export", &id]);
+    let out = run(c);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for db in &dbs {
+        assert_eq!(
+            std::fs::read(db).unwrap(),
+            before[db],
+            "{} changed",
+            db.display()
+        );
+        let mode: String = rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "{} was switched to {mode}", db.display());
+    }
+}
