@@ -9,21 +9,28 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (a sweep or recovery that skipped or failed some sessions still exits 0 unless --strict)
   1  the operation failed (policy error, store error, I/O error)
-  2  usage error (bad option or argument)
-  3  not found (no such session, no data directory)
+  2  usage error (bad option or argument; several object stores in --data-dir: pick one with
+     --objects-db)
+  3  not found (no such session, no data directory, no object store in it)
   4  the policy or its config cannot be used (missing, not a component, wrong world or WIT
      version, config rejected)
-  5  --strict: the sweep or recovery ran but some sessions failed";
+  5  --strict: the sweep or recovery ran but some sessions failed
+  6  a command that writes was refused: another process (the app) has the databases open";
 
 const EXAMPLES: &str = "\
 Examples:
-  archiver --data-dir /tmp/d demo --sessions 50 --scale 0.05   # make demo data
+  archiver --data-dir /tmp/d demo --sessions 50 --scale 0.05   # make demo data (AgentMux layout)
   archiver --data-dir /tmp/d plan                              # what a sweep would do, and why
   archiver --data-dir /tmp/d sweep                             # archive idle sessions, then prune
   archiver --data-dir /tmp/d status --json
   archiver --data-dir /tmp/d restore 0d5c6a4e-...
   archiver --data-dir /tmp/d export 0d5c6a4e-... | wc -l
-  archiver --data-dir /path/to/wave/db --config '{\"inactive_days\":3}' run --every 10m";
+  archiver --data-dir ~/.local/share/waveterm/db status        # Wave's own db/ directory (Linux)
+  archiver --data-dir ~/.agentmux/db --config '{\"inactive_days\":3}' run --every 10m
+                       # AgentMux's default db/; sweeps only while the app is not running
+
+Commands that write (sweep, archive, restore, recover, run's sweeps) refuse while another process
+has the databases open: stop the app first, or embed the archiver in the app (the library).";
 
 /// Archives idle terminal and agent sessions to gzip files, restores and exports them, and sweeps
 /// (archive idle sessions, then prune the oldest archives under a byte cap), with the decisions
@@ -40,7 +47,9 @@ pub struct Cli {
 /// Options every subcommand takes (before or after the subcommand name).
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Data directory in the app's layout: DIR/objects.db, DIR/filestore.db, DIR/archives/.
+    /// Data directory in the app's layout, e.g. the app's own db/ directory: the object store
+    /// DIR/wave.db (AgentMux), DIR/waveterm.db (Wave) or DIR/objects.db, else the one .db file
+    /// with a db_block table; DIR/filestore.db; DIR/archives/.
     #[arg(
         long,
         global = true,
@@ -50,7 +59,8 @@ pub struct Global {
     )]
     pub data_dir: PathBuf,
 
-    /// The object store (default: DATA_DIR/objects.db).
+    /// The object store (default: looked for in DATA_DIR, see --data-dir; `demo` creates
+    /// DATA_DIR/wave.db).
     #[arg(long, global = true, env = "ARCHIVER_OBJECTS_DB", value_name = "FILE")]
     pub objects_db: Option<PathBuf>,
 
@@ -111,6 +121,14 @@ pub struct Global {
         value_name = "DURATION"
     )]
     pub deadline: Option<humantime::Duration>,
+
+    /// Write even while another process has the databases open. Only for a writer known to be
+    /// safe: it makes every append (its parts and the new size) one SQLite transaction, and it
+    /// keeps no cache of file sizes or parts between transactions, so a change made by another
+    /// process is what it sees next. AgentMux and Wave are not such writers (they cache, and
+    /// AgentMux appends in several statements): never use this next to them.
+    #[arg(long, global = true)]
+    pub allow_live_writer: bool,
 
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG, when set, wins.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -234,7 +252,7 @@ pub enum Command {
         /// Oldest last activity, in days before now.
         #[arg(long, default_value_t = 60, value_name = "DAYS")]
         max_age_days: u32,
-        /// Replace existing data: deletes objects.db, filestore.db and the archives first.
+        /// Replace existing data: deletes the object store, filestore.db and the archives first.
         #[arg(long)]
         force: bool,
     },
@@ -289,4 +307,6 @@ JSON (--json), stable for scripts:
   live_bytes      bytes held by them (a circular file counts only what it keeps)
   archive_files   archives in the archive directory
   archive_bytes   their total size
-  archive_cap     the policy's max_total_bytes (null if its config has none)";
+  archive_cap     the policy's max_total_bytes (null if its config has none)
+  layout          {kind: agentmux|wave|archiver|custom|given, description, objects_db,
+                  filestore_db, archive_dir}: the layout found in --data-dir";

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use session_archiver::data_dir::DataDirError;
 use session_archiver::error::{ArchiverError, Op, PolicyError};
+use session_archiver::live_app::LiveAppError;
 
 use crate::output::format_ms;
 
@@ -12,6 +13,9 @@ pub const FAILED: u8 = 1;
 pub const NOT_FOUND: u8 = 3;
 pub const POLICY_UNUSABLE: u8 = 4;
 pub const PARTIAL: u8 = 5;
+pub const USAGE: u8 = 2;
+/// A command that writes found the app (another process) using the databases.
+pub const APP_RUNNING: u8 = 6;
 
 /// No policy file was given and none was found where the default one is built.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +56,14 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         }
         if let Some(e) = cause.downcast_ref::<DataDirError>() {
             return ExitCode::from(match e {
-                DataDirError::Missing { .. } => NOT_FOUND,
+                DataDirError::Missing { .. } | DataDirError::NoObjectStore { .. } => NOT_FOUND,
+                DataDirError::SeveralObjectStores { .. } => USAGE,
+                _ => FAILED,
+            });
+        }
+        if let Some(e) = cause.downcast_ref::<LiveAppError>() {
+            return ExitCode::from(match e {
+                LiveAppError::InUse(_) | LiveAppError::Unsupported { .. } => APP_RUNNING,
                 _ => FAILED,
             });
         }

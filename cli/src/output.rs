@@ -280,6 +280,18 @@ pub struct StatusJson {
     pub archive_files: u64,
     pub archive_bytes: u64,
     pub archive_cap: Option<u64>,
+    pub layout: Option<LayoutJson>,
+}
+
+/// Which layout `--data-dir` was found to have, and where each part is.
+#[derive(Debug, Serialize)]
+pub struct LayoutJson {
+    /// agentmux | wave | archiver | custom | given
+    pub kind: &'static str,
+    pub description: String,
+    pub objects_db: std::path::PathBuf,
+    pub filestore_db: std::path::PathBuf,
+    pub archive_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -6,7 +6,7 @@ mod cli_support;
 use std::io::Read;
 use std::process::Stdio;
 
-use cli_support::{archiver, code, demo, json, meta, ok, policy, run, stderr};
+use cli_support::{archiver, code, demo, json, meta, objects_db, ok, policy, run, stderr};
 use serde_json::Value;
 use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 
@@ -244,7 +244,10 @@ fn a_missing_data_dir_is_not_created_and_exits_3() {
     let out = run(c);
     assert_eq!(code(&out), 3);
     let err = stderr(&out);
-    assert!(err.contains("objects.db does not exist"), "{err}");
+    assert!(
+        err.contains(&format!("data directory {} does not exist", data.display())),
+        "{err}"
+    );
     assert!(!data.exists(), "nothing was created");
 }
 
@@ -398,7 +401,7 @@ fn a_data_dir_made_by_raw_sql_in_the_wave_layout_works() {
                 .unwrap();
         }
 
-        let objects = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+        let objects = rusqlite::Connection::open(data.join("waveterm.db")).unwrap();
         objects.execute_batch(WAVE_BLOCK_SCHEMA).unwrap();
         let block = |id: &str, view: &str, idle_days: i64, lines: usize| {
             serde_json::json!({
@@ -491,7 +494,7 @@ fn a_data_dir_made_by_raw_sql_in_the_wave_layout_works() {
         .unwrap();
     assert_eq!(size as usize, plain.len());
     // The schema is the app's, unaltered: no table of ours appeared.
-    let objects = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+    let objects = rusqlite::Connection::open(data.join("waveterm.db")).unwrap();
     let tables: Vec<String> = objects
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -524,11 +527,13 @@ fn a_sweep_over_the_cap_prunes_and_restoring_a_pruned_session_says_when() {
         tombstoned
     );
 
-    let conn = rusqlite::Connection::open(data.join("objects.db")).unwrap();
-    let id: String = conn
+    // Closed before the next command: an open connection is a live app to the CLI.
+    let id: String = rusqlite::Connection::open(objects_db(&data))
+        .unwrap()
         .query_row(
             "SELECT oid FROM db_block \
-             WHERE json_extract(data, '$.meta.\"session:archive_pruned_at\"') > 0 LIMIT 1",
+             WHERE json_extract(CAST(data AS TEXT), '$.meta.\"session:archive_pruned_at\"') > 0 \
+             LIMIT 1",
             [],
             |r| r.get(0),
         )

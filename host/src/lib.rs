@@ -8,6 +8,7 @@ pub mod bindings;
 pub mod data_dir;
 pub mod error;
 pub mod host;
+pub mod live_app;
 pub mod locks;
 pub mod policy;
 pub mod runtime;

@@ -5,13 +5,12 @@
 //! storage class is the one the app chose and every byte outside the archiver's keys is the
 //! app's.
 
-mod app_schema;
 mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
+use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use common::{inactivity, now_ms, runtime};
 use rusqlite::{params, Connection};
 use serde_json::Value;

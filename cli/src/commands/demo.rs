@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use session_archiver::data_dir::DataDirPaths;
+use session_archiver::data_dir::{find_objects_db, store_blocks_as_blob, DataDirPaths};
 use session_archiver::store::{Clock, SystemClock};
 use session_archiver_demo::{create_demo, DemoOptions};
 
@@ -24,7 +24,7 @@ pub fn demo(g: &Global, p: Params) -> Result<()> {
     if !(p.scale > 0.0 && p.scale.is_finite()) {
         bail!("--scale must be a positive number, not {}", p.scale);
     }
-    let paths = setup::paths(g);
+    let paths = setup::new_paths(g);
     let existing = existing_data(g, &paths)?;
     if !existing.is_empty() {
         if !p.force {
@@ -35,7 +35,16 @@ pub fn demo(g: &Global, p: Params) -> Result<()> {
                 existing.join(", ")
             );
         }
-        remove_data(&paths)?;
+        // The object store already there, whatever its name, goes too: two would make the
+        // directory ambiguous.
+        let mut dbs = vec![paths.objects_db.clone(), paths.filestore_db.clone()];
+        if g.objects_db.is_none() {
+            if let Ok((found, _)) = find_objects_db(&g.data_dir) {
+                dbs.push(found);
+            }
+        }
+        setup::live_guard_over(g, dbs.iter().cloned()).ensure_not_live()?;
+        remove_data(&dbs, &paths.archive_dir)?;
     }
     std::fs::create_dir_all(&g.data_dir)
         .with_context(|| format!("creating {}", g.data_dir.display()))?;
@@ -62,6 +71,8 @@ pub fn demo(g: &Global, p: Params) -> Result<()> {
         },
     )
     .context("creating the demo data")?;
+    drop(stores);
+    store_blocks_as_blob(&paths.objects_db)?;
     crate::progress::finish(&bar);
     out!("{summary}")?;
     out!(
@@ -102,10 +113,10 @@ fn non_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Deletes exactly the demo's own files: both databases (with their WAL and shared-memory
-/// files) and the archive directory. Nothing else in the data directory is touched.
-fn remove_data(paths: &DataDirPaths) -> Result<()> {
-    for db in [&paths.objects_db, &paths.filestore_db] {
+/// Deletes exactly the demo's own files: the databases (with their WAL and shared-memory files)
+/// and the archive directory. Nothing else in the data directory is touched.
+fn remove_data(dbs: &[std::path::PathBuf], archive_dir: &Path) -> Result<()> {
+    for db in dbs {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut name = db.as_os_str().to_owned();
             name.push(suffix);
@@ -115,9 +126,9 @@ fn remove_data(paths: &DataDirPaths) -> Result<()> {
             }
         }
     }
-    if paths.archive_dir.exists() {
-        std::fs::remove_dir_all(&paths.archive_dir)
-            .with_context(|| format!("removing {}", paths.archive_dir.display()))?;
+    if archive_dir.exists() {
+        std::fs::remove_dir_all(archive_dir)
+            .with_context(|| format!("removing {}", archive_dir.display()))?;
     }
     Ok(())
 }

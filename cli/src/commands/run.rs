@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use session_archiver::archiver::Archiver;
+use session_archiver::data_dir::{DataDirPaths, Layout};
+use session_archiver::live_app::LiveAppError;
 use session_archiver::policy::PolicyId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::cli::Global;
 use crate::output::{bytes, ratio};
-use crate::setup;
+use crate::setup::{self, Session};
 use crate::watch::PolicyWatch;
 
 /// How often the loop wakes to look at the flags while waiting.
@@ -55,15 +57,24 @@ pub fn run(
     watch_interval: Duration,
 ) -> Result<()> {
     let flags = install_signals()?;
-    let s = setup::open(g)?;
-    let archiver = &s.archiver;
-    let mut watch = PolicyWatch::new(&s.policy_path);
-    tracing::info!(
-        "running: a sweep every {} with policy {} from {}; SIGHUP or a change of the file swaps it",
-        humantime::format_duration(every),
-        short(&archiver.current_policy().id()),
-        s.policy_path.display()
-    );
+    let (paths, layout) = setup::paths(g)?;
+    let live = setup::live_guard(g, &paths);
+    let policy_path = setup::policy_path(g)?;
+    // The stores are opened for writing only once the app is seen stopped: not even opening them
+    // (journal mode, schema check) happens under a live app. A policy or store error at that
+    // point ends `run`, as it would at start.
+    let mut state = match live.ensure_not_live() {
+        Ok(()) => State::Open(open_session(g, paths, layout, live, every)?),
+        Err(LiveAppError::InUse(found)) => {
+            tracing::info!(
+                "running: a sweep every {}; {found}: sweeps are skipped until it stops",
+                humantime::format_duration(every)
+            );
+            State::Waiting(paths, layout, live)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut watch = PolicyWatch::new(&policy_path);
 
     let mut sweeps = 0u64;
     let mut last_watch = Instant::now();
@@ -73,7 +84,21 @@ pub fn run(
         }
         let started = Instant::now();
         sweeps += 1;
-        sweep_once(archiver, sweeps);
+        let live = match &state {
+            State::Open(s) => s.live.as_ref(),
+            State::Waiting(_, _, live) => Some(live),
+        };
+        match live.map_or(Ok(()), setup::LiveGuard::ensure_not_live) {
+            Err(e) => tracing::warn!("sweep {sweeps} skipped: {e}"),
+            Ok(()) => {
+                if let State::Waiting(paths, layout, live) = state {
+                    state = State::Open(open_session(g, paths, layout, live, every)?);
+                }
+                if let State::Open(s) = &state {
+                    sweep_once(&s.archiver, sweeps);
+                }
+            }
+        }
         if max_sweeps.is_some_and(|m| sweeps >= m) {
             break;
         }
@@ -86,12 +111,16 @@ pub fn run(
                 tracing::info!("SIGHUP: reloading {}", watch.path().display());
                 // Record the file as seen, so the poll does not load it a second time.
                 watch.changed();
-                swap(archiver, &watch);
+                if let State::Open(s) = &state {
+                    swap(&s.archiver, &watch);
+                }
             } else if last_watch.elapsed() >= watch_interval {
                 last_watch = Instant::now();
                 if watch.changed() {
                     tracing::info!("{} changed on disk", watch.path().display());
-                    swap(archiver, &watch);
+                    if let State::Open(s) = &state {
+                        swap(&s.archiver, &watch);
+                    }
                 }
             }
             let now = Instant::now();
@@ -145,6 +174,31 @@ fn sweep_once(archiver: &Archiver, n: u64) {
             crate::exit::render_archiver(&e).replace('\n', " ")
         ),
     }
+}
+
+/// Before the first sweep the app let through, `run` holds only where the data is; after it, the
+/// open session.
+enum State {
+    Waiting(DataDirPaths, Layout, setup::LiveGuard),
+    Open(Session),
+}
+
+/// Opens the stores (the caller has just seen the app stopped) and logs what runs.
+fn open_session(
+    g: &Global,
+    paths: DataDirPaths,
+    layout: Layout,
+    live: setup::LiveGuard,
+    every: Duration,
+) -> Result<Session> {
+    let s = setup::open_guarded_by(g, paths, layout, live)?;
+    tracing::info!(
+        "running: a sweep every {} with policy {} from {}; SIGHUP or a change of the file swaps it",
+        humantime::format_duration(every),
+        short(&s.archiver.current_policy().id()),
+        s.policy_path.display()
+    );
+    Ok(s)
 }
 
 fn swap(archiver: &Archiver, watch: &PolicyWatch) {

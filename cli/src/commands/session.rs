@@ -80,7 +80,7 @@ pub fn restore(g: &Global, id: &str, json: bool) -> Result<()> {
 /// Streams to stdout or, with `-o`, to a temp file renamed into place on success. A reader that
 /// goes away (`| head`) ends the export quietly.
 pub fn export(g: &Global, id: &str, output: Option<&Path>) -> Result<()> {
-    let s = setup::open(g)?;
+    let s = setup::open_read_only(g)?;
     let outcome = match output {
         None => {
             let out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());

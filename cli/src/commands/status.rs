@@ -7,16 +7,25 @@ use serde_json::Value;
 use session_archiver::store::OUTPUT_FILE;
 
 use crate::cli::Global;
-use crate::output::{self, bytes, AgentCounts, StatusJson};
+use crate::output::{self, bytes, AgentCounts, LayoutJson, StatusJson};
 use crate::setup;
 
 const PAGE: u32 = 1000;
 
 pub fn status(g: &Global, json: bool) -> Result<()> {
-    let s = setup::open(g)?;
+    let s = setup::open_read_only(g)?;
     let a = &s.archiver;
     let stores = a.stores();
-    let mut st = StatusJson::default();
+    let mut st = StatusJson {
+        layout: Some(LayoutJson {
+            kind: s.layout.id(),
+            description: s.layout.to_string(),
+            objects_db: s.paths.objects_db.clone(),
+            filestore_db: s.paths.filestore_db.clone(),
+            archive_dir: s.paths.archive_dir.clone(),
+        }),
+        ..StatusJson::default()
+    };
 
     // The cap is whatever the policy's normalised config says (defaults filled in).
     let normalised = a.set_config(&a.config())?;
@@ -67,6 +76,16 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         return output::print_json(&st);
     }
     let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "layout: {} in {}",
+        s.layout,
+        s.paths
+            .objects_db
+            .parent()
+            .unwrap_or(&s.paths.objects_db)
+            .display()
+    )?;
     if let Some(p) = &st.policy {
         writeln!(out, "policy {}", output::policy_line(p))?;
     }

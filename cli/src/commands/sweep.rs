@@ -13,7 +13,7 @@ use crate::output::{self, bytes, ratio, PlanJson, SweepJson};
 use crate::setup;
 
 pub fn plan(g: &Global, json: bool, all: bool) -> Result<()> {
-    let s = setup::open(g)?;
+    let s = setup::open_read_only(g)?;
     let served = s.archiver.plan()?;
     if json {
         return output::print_json(&PlanJson::new(served.policy, &served.value));

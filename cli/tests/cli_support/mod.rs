@@ -82,15 +82,27 @@ pub fn demo() -> (TempDir, PathBuf) {
     (tmp, data)
 }
 
-/// A session's meta from `objects.db`, read with plain SQL.
+/// The object store in a data directory: `wave.db` (what `demo` makes, AgentMux's name),
+/// `waveterm.db` (Wave's) or `objects.db`.
+pub fn objects_db(data: &Path) -> PathBuf {
+    ["wave.db", "waveterm.db", "objects.db"]
+        .iter()
+        .map(|n| data.join(n))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no object store in {}", data.display()))
+}
+
+/// A session's meta from the object store, read with plain SQL (the block JSON may be stored as
+/// a BLOB, as AgentMux does, or as TEXT). The connection is closed on return: an open one would
+/// make the CLI see a live app.
 pub fn meta(data: &Path, id: &str) -> Value {
-    let conn = rusqlite::Connection::open(data.join("objects.db")).expect("open objects.db");
-    let text: String = conn
+    let conn = rusqlite::Connection::open(objects_db(data)).expect("open the object store");
+    let bytes: Vec<u8> = conn
         .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
-            r.get(0)
+            Ok(r.get_ref(0)?.as_bytes()?.to_vec())
         })
         .expect("the session exists");
-    let v: Value = serde_json::from_str(&text).expect("block JSON");
+    let v: Value = serde_json::from_slice(&bytes).expect("block JSON");
     v["meta"].clone()
 }
 

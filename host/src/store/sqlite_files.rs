@@ -537,3 +537,15 @@ impl FileStore for SqliteFiles {
         Ok(out)
     }
 }
+
+impl SqliteFiles {
+    /// Opens an existing file store read-only (see `SqliteObjects::open_read_only`); its clock
+    /// is never used, since nothing is written.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = super::sqlite_objects::open_read_only_connection(path.as_ref())?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}

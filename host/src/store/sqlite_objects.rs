@@ -307,3 +307,38 @@ pub(crate) fn merge_meta(meta: &mut Meta, patch: &Meta) {
         }
     }
 }
+
+/// Opens an existing database read-only, for commands that must write nothing (`plan`, `status`,
+/// `export`, possibly next to a live app): no journal-mode change (switching a rollback-journal
+/// database to WAL is a write) and no schema change; the busy timeout still applies.
+pub(crate) fn open_read_only_connection(path: &Path) -> Result<Connection, StoreError> {
+    let ctx = |e: rusqlite::Error| StoreError::Io(format!("{}: {e}", path.display()));
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(ctx)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(ctx)?;
+    Ok(conn)
+}
+
+impl SqliteObjects {
+    /// Opens an existing object store read-only: every write through it fails, nothing in the
+    /// file changes. The `db_block` table must be there.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let conn = open_read_only_connection(path)?;
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'db_block'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables == 0 {
+            return Err(StoreError::Io(format!(
+                "{}: no db_block table (not an object store)",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+}
