@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use session_archiver::archiver::{Archiver, ArchiverOptions};
+use session_archiver::builder::BuildError;
 use session_archiver::data_dir::DataDirPaths;
 use session_archiver::host::Stores;
 use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
+use session_archiver::Archiver;
 
 use crate::cli::Global;
 use crate::exit::{ConfigFileError, NoDefaultPolicy};
@@ -117,13 +118,20 @@ pub fn open(g: &Global) -> Result<Session> {
     let config = config_text(g)?;
     let runtime = runtime(g)?;
     let stores: Stores = paths.open(true)?;
-    let policy = runtime.load_file(&policy_path)?;
-    let options = ArchiverOptions {
-        config,
-        workers: g.workers.map(usize::from),
-        locks: paths.locks(),
-    };
-    let archiver = Archiver::new(stores, runtime, policy, options)?;
+    let mut builder = Archiver::builder()
+        .stores(stores)
+        .runtime(runtime)
+        .policy_file(&policy_path)
+        .config(config)
+        .locks(paths.locks());
+    if let Some(w) = g.workers {
+        builder = builder.workers(usize::from(w));
+    }
+    // An archiver error goes up as itself, so the exit code and one-line message see it.
+    let archiver = builder.build().map_err(|e| match e {
+        BuildError::Archiver(e) => anyhow::Error::from(e),
+        other => other.into(),
+    })?;
     Ok(Session {
         archiver,
         policy_path,
