@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use session_archiver::archiver::{Archiver, ArchiverOptions};
+use session_archiver::builder::BuildError;
 use session_archiver::data_dir::{DataDirPaths, Layout};
 use session_archiver::host::Stores;
 use session_archiver::live_app::{LiveAppError, LiveAppGuard};
 use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
+use session_archiver::Archiver;
 
 use crate::cli::Global;
 use crate::exit::{ConfigFileError, NoDefaultPolicy};
@@ -218,13 +219,20 @@ fn open_with(
         Access::Write => paths.open(true)?,
         Access::Read => paths.open_read_only()?,
     };
-    let policy = runtime.load_file(&policy_path)?;
-    let options = ArchiverOptions {
-        config,
-        workers: g.workers.map(usize::from),
-        locks: paths.locks(),
-    };
-    let archiver = Archiver::new(stores, runtime, policy, options)?;
+    let mut builder = Archiver::builder()
+        .stores(stores)
+        .runtime(runtime)
+        .policy_file(&policy_path)
+        .config(config)
+        .locks(paths.locks());
+    if let Some(w) = g.workers {
+        builder = builder.workers(usize::from(w));
+    }
+    // An archiver error goes up as itself, so the exit code and one-line message see it.
+    let archiver = builder.build().map_err(|e| match e {
+        BuildError::Archiver(e) => anyhow::Error::from(e),
+        other => other.into(),
+    })?;
     Ok(Session {
         archiver,
         policy_path,

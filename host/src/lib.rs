@@ -5,6 +5,7 @@
 pub mod archive_dir;
 pub mod archiver;
 pub mod bindings;
+pub mod builder;
 pub mod data_dir;
 pub mod error;
 pub mod host;
@@ -13,3 +14,6 @@ pub mod locks;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+
+pub use archiver::Archiver;
+pub use builder::ArchiverBuilder;

@@ -75,10 +75,31 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-/// The object store (`objects.db`, table `db_block`).
+/// The object store: sessions and their meta (the app's `db_block` table, in `wave.db`,
+/// `waveterm.db` or `objects.db`).
+///
+/// # What an app's implementation must guarantee (the embedding contract)
+///
+/// - **Merge rule.** `update_meta` merges `patch` into the stored meta key by key at the top
+///   level: a key in the patch replaces the stored value, a JSON `null` removes the key, keys not
+///   in the patch are kept as they are. Read, merge and write happen as one atomic step against
+///   every other writer of that block (the app included), so an app that sets its own keys at
+///   the same time loses nothing and neither does the archiver. Only meta changes: the block's
+///   other fields stay as stored.
+/// - **Version bump.** Every successful `update_meta` stores and returns a version greater than
+///   the one before, so a reader can tell that the block changed.
+/// - **Paging.** `list` returns ids in ascending byte order, strictly after `after`, and `next`
+///   is `None` only on the last page; ids added or removed during a listing may or may not appear
+///   but no other id is skipped or repeated.
+/// - **Errors.** A missing id is [`StoreError::NotFound`]; a database failure is
+///   [`StoreError::Io`] with a message naming the id. Never panic.
+/// - **Threads.** Calls come from several threads at once (sweep workers, the app's own
+///   threads): the store must be `Send + Sync` and each call atomic on its own. Calls block;
+///   from async code run them on a blocking thread (`tokio::task::spawn_blocking`).
 pub trait ObjectStore: Send + Sync {
     /// Objects with id > `after`, ascending, at most `limit` (1..=1000).
     fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError>;
+    /// One object; [`StoreError::NotFound`] if there is none.
     fn get(&self, id: &str) -> Result<Object, StoreError>;
     /// Merge `patch` into meta in one transaction (null removes a key) and bump the version.
     fn update_meta(&self, id: &str, patch: &Meta) -> Result<Object, StoreError>;
@@ -107,12 +128,56 @@ pub struct FileOpts {
 /// Largest chunk any single read, append or archive write moves (4 MiB).
 pub const MAX_CHUNK: usize = 4 << 20;
 
-/// The file store (`filestore.db`, tables `db_wave_file` + `db_file_data`).
+/// The file store: session output (the app's `filestore.db`, tables `db_wave_file` +
+/// `db_file_data`). The archiver reads a session's `output`, deletes it once archived, and on
+/// restore builds `outnew` and renames it over `output`.
+///
+/// # What an app's implementation must guarantee (the embedding contract)
+///
+/// The app keeps appending to `output` while the archiver works, and may answer from a cache.
+/// The archiver stays correct only if the store it is given is *the app's view* of the files:
+///
+/// - **Stat is the truth the app appends against.** `stat` returns the size and times the app's
+///   next append will start from (cached, unflushed appends included). Two stats are equal only
+///   if no byte was appended in between: every append that adds bytes changes `size`, and sets
+///   `modified_ms` to a value strictly greater than before (needed for circular files, whose
+///   size alone could come back round).
+/// - **Atomic conditional delete and rename against the app's own appends.**
+///   `delete_if_unchanged` and `rename_if_unchanged` compare the current stat with `expected`
+///   and act in one step that no append of the app can interleave with: an app append either
+///   happens before (then the stats differ and the call returns [`StoreError::Conflict`],
+///   changing nothing) or after (then it sees the file gone, or sees the renamed file with the
+///   source's size and appends after its last byte). An app with an in-process cache must take
+///   its own append lock for these calls and update the cache in the same step; a store that
+///   only checks the database while the app appends from a stale cache loses data.
+/// - **A file that is gone stays gone for the app.** After a delete the app's next append must
+///   not land at the old offset (orphan parts): it finds the file missing (and creates it, if
+///   that is what the app does), exactly as if another of its own threads had deleted it.
+/// - **Durable append.** `append` returns after the bytes are durable (committed to disk, or
+///   to a write-back cache that is flushed before any later stat, read, delete or rename of the
+///   file can observe a different state and before the app exits). The archiver appends only to
+///   its scratch file `outnew`; it relies on those bytes being readable and renamed intact.
+/// - **Reads.** `read` returns the bytes at logical `offset`, at most `len`, as the app would
+///   read them (cached bytes included); empty at or after the end. For a circular file
+///   (`circular_max_size = Some(max)`), which keeps only its last `max` bytes, an offset before
+///   the oldest byte held starts at that byte; `size` still counts every byte ever appended.
+/// - **Rename keeps the source's stat** (size, times, circular limit) under the target's name;
+///   the source name no longer exists afterwards.
+/// - **Errors.** A missing file is [`StoreError::NotFound`], a failed condition
+///   [`StoreError::Conflict`], `create` of an existing file [`StoreError::AlreadyExists`];
+///   failures are [`StoreError::Io`] naming the zone and file. Never panic.
+/// - **Threads.** Calls come from several threads at once (sweep workers and the app): the
+///   store must be `Send + Sync` and each call atomic on its own. Calls block; from async code
+///   run them on a blocking thread (`tokio::task::spawn_blocking`).
+///
+/// `examples/embedded-app` implements all of this over a cache like AgentMux's.
 pub trait FileStore: Send + Sync {
+    /// The file's stat as the app sees it; `None` if it does not exist.
     fn stat(&self, zone: &str, name: &str) -> Result<Option<FileStat>, StoreError>;
     /// Up to `len` (<= `MAX_CHUNK`) bytes at logical `offset`; empty at/after EOF. For circular
     /// files, an offset before the oldest byte still held starts at that byte.
     fn read(&self, zone: &str, name: &str, offset: u64, len: u32) -> Result<Vec<u8>, StoreError>;
+    /// Creates an empty file; `AlreadyExists` if there is one.
     fn create(&self, zone: &str, name: &str, opts: FileOpts) -> Result<FileStat, StoreError>;
     /// Append `data` (<= `MAX_CHUNK`), durable on return.
     fn append(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, StoreError>;
@@ -123,6 +188,7 @@ pub trait FileStore: Send + Sync {
         name: &str,
         expected: &FileStat,
     ) -> Result<(), StoreError>;
+    /// Unconditional delete (the archiver's own scratch file); `NotFound` if there is none.
     fn delete(&self, zone: &str, name: &str) -> Result<(), StoreError>;
     /// Rename `source` over `target` atomically if `target`'s stat equals `expected` (`None`:
     /// target must not exist); else `Conflict`.
@@ -137,8 +203,9 @@ pub trait FileStore: Send + Sync {
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError>;
 }
 
-/// Wall-clock source, replaceable in tests.
+/// Wall-clock source, replaceable in tests (and by an app that wants its own notion of "now").
 pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
 }
 
