@@ -4,8 +4,8 @@
 //! to that handle. cap-std resolves each name itself and refuses any resolution that would leave
 //! the directory (`..`, absolute paths, and symlinks whose target lies outside, however reached),
 //! so even a symlink planted in the directory cannot make us read or write outside it. On top of
-//! that `validate_name` admits only single plain components, and `remove` unlinks the entry itself
-//! (never a symlink's target).
+//! that `validate_archive_name` admits only this tool's archive names (single plain components),
+//! and `remove` unlinks the entry itself (never a symlink's target).
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, Metadata, OpenOptions};
 
-use super::{validate_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
+use super::{archive_id, validate_archive_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::store::{StoreError, MAX_CHUNK};
 
 /// Prefix of in-progress writers' files; hidden, so `list` and `validate_name` never see them.
@@ -97,6 +97,42 @@ impl Inner {
         self.dir.open(".").map_err(ctx)?.sync_all().map_err(ctx)
     }
 
+    /// The archives (regular files with archive names) and how many other visible entries
+    /// there are; hidden (`.`-prefixed) temp and lock files are neither.
+    fn scan(&self) -> Result<(Vec<Entry>, u64), StoreError> {
+        let mut out = Vec::new();
+        let mut foreign = 0;
+        let entries = self.dir.entries().map_err(|e| io_err("list", ".", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list", ".", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                foreign += 1;
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            if archive_id(&name).is_none() {
+                foreign += 1;
+                continue;
+            }
+            // No-follow stat: never blocks, and a symlink is not an archive.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between readdir and stat: it is simply gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", &name, e)),
+            };
+            if meta.is_file() {
+                out.push(self.entry(&name, &meta));
+            } else {
+                foreign += 1;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((out, foreign))
+    }
+
     fn entry(&self, name: &str, meta: &Metadata) -> Entry {
         Entry {
             name: name.to_owned(),
@@ -107,38 +143,18 @@ impl Inner {
 }
 
 impl ArchiveDir for FsArchiveDir {
-    /// Regular files only: a symlink or subdirectory is not an archive.
+    /// Regular files with archive names only: a symlink, subdirectory or FIFO is not an archive,
+    /// and a user's own file is not ours.
     fn list(&self) -> Result<Vec<Entry>, StoreError> {
-        let mut out = Vec::new();
-        let entries = self
-            .inner
-            .dir
-            .entries()
-            .map_err(|e| io_err("list", ".", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err("list", ".", e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                // Removed between readdir and stat: it is simply gone.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("stat", &name, e)),
-            };
-            if meta.is_file() {
-                out.push(self.inner.entry(&name, &meta));
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(self.inner.scan()?.0)
+    }
+
+    fn foreign_count(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.scan()?.1)
     }
 
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         match self.inner.dir.symlink_metadata(name) {
             Ok(m) if m.is_file() => Ok(Some(self.inner.entry(name, &m))),
             Ok(_) => Err(StoreError::Io(format!("{name}: not a regular file"))),
@@ -148,7 +164,7 @@ impl ArchiveDir for FsArchiveDir {
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let keep = name
             .char_indices()
             .nth(TEMP_NAME_KEEP)
@@ -169,7 +185,7 @@ impl ArchiveDir for FsArchiveDir {
 
     /// Refuses anything but a regular file; a symlink pointing outside fails inside cap-std.
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let file = self
             .inner
             .dir
@@ -187,7 +203,7 @@ impl ArchiveDir for FsArchiveDir {
 
     /// Unlinks the entry itself; a symlink's target is never touched.
     fn remove(&self, name: &str) -> Result<(), StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         self.inner
             .dir
             .remove_file(name)
@@ -196,7 +212,7 @@ impl ArchiveDir for FsArchiveDir {
     }
 
     fn path(&self, name: &str) -> Result<String, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let p = self.inner.root.join(name);
         // `open` checked the root is UTF-8 and `validate_name` allows ASCII only.
         Ok(p.to_string_lossy().into_owned())

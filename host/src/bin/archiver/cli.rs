@@ -289,4 +289,6 @@ JSON (--json), stable for scripts:
   live_bytes      bytes held by them (a circular file counts only what it keeps)
   archive_files   archives in the archive directory
   archive_bytes   their total size
+  foreign_files_ignored  other entries in the archive directory (not <session id>.jsonl.gz
+                  regular files); never listed to a policy, never pruned
   archive_cap     the policy's max_total_bytes (null if its config has none)";

@@ -1,0 +1,109 @@
+//! The archive directory keeps its hands off what is not its own and off what it cannot read
+//! safely: a user's files are never listed, created or removed; a FIFO named like an archive is
+//! refused without blocking; everything it creates is owner-only; and a moved directory is noticed.
+
+use session_archiver::archive_dir::fs::FsArchiveDir;
+use session_archiver::archive_dir::memory::MemoryArchiveDir;
+use session_archiver::archive_dir::{archive_id, ArchiveDir};
+use session_archiver::store::StoreError;
+
+/// Names a user might keep next to the archives; none is `<session id>.jsonl.gz`.
+const FOREIGN: [&str; 6] = [
+    "notes-2026.tar.gz",
+    "README",
+    "backup.gz",
+    "x.jsonl",
+    "session.jsonl.gz.bak",
+    "old.JSONL.GZ",
+];
+
+fn commit(dir: &dyn ArchiveDir, name: &str, bytes: &[u8]) {
+    let mut w = dir.create(name).unwrap();
+    w.write(bytes).unwrap();
+    w.commit().unwrap();
+}
+
+fn listed(dir: &dyn ArchiveDir) -> Vec<String> {
+    dir.list().unwrap().into_iter().map(|e| e.name).collect()
+}
+
+fn is_invalid_name<T>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::InvalidName(m)) if m.contains("not an archive name"))
+}
+
+/// Lists, creates and removes only archive names; `plant` puts a user's file in the directory
+/// and `exists` says whether it is still there.
+fn foreign_files_are_never_listed_created_or_removed(
+    dir: &dyn ArchiveDir,
+    plant: &dyn Fn(&str, &[u8]),
+    exists: &dyn Fn(&str) -> Option<Vec<u8>>,
+) {
+    for name in FOREIGN {
+        plant(name, name.as_bytes());
+    }
+    commit(dir, "s1.jsonl.gz", b"one");
+    commit(dir, "0d5c6a4e-1111-4c1e-9a7b-2f0e5d6c7b8a.jsonl.gz", b"two");
+
+    assert_eq!(
+        listed(dir),
+        [
+            "0d5c6a4e-1111-4c1e-9a7b-2f0e5d6c7b8a.jsonl.gz",
+            "s1.jsonl.gz"
+        ]
+    );
+    assert_eq!(dir.foreign_count().unwrap(), FOREIGN.len() as u64);
+    for name in FOREIGN {
+        assert!(is_invalid_name(dir.remove(name)), "remove {name}");
+        assert!(is_invalid_name(dir.create(name).map(drop)), "create {name}");
+        assert!(is_invalid_name(dir.open(name).map(drop)), "open {name}");
+        assert!(is_invalid_name(dir.stat(name)), "stat {name}");
+        assert_eq!(exists(name).as_deref(), Some(name.as_bytes()), "{name}");
+    }
+    // Archives are still ordinary: removable, and the count of foreign files does not move.
+    dir.remove("s1.jsonl.gz").unwrap();
+    assert_eq!(dir.foreign_count().unwrap(), FOREIGN.len() as u64);
+}
+
+#[test]
+fn foreign_files_in_the_disk_archive_dir_are_never_listed_created_or_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archives");
+    let dir = FsArchiveDir::open(&root).unwrap();
+    foreign_files_are_never_listed_created_or_removed(
+        &dir,
+        &|name, bytes| std::fs::write(root.join(name), bytes).unwrap(),
+        &|name| std::fs::read(root.join(name)).ok(),
+    );
+    // A subdirectory is not an archive either, and is counted as the user's.
+    std::fs::create_dir(root.join("old")).unwrap();
+    assert_eq!(dir.foreign_count().unwrap(), FOREIGN.len() as u64 + 1);
+    assert!(root.join("old").is_dir());
+}
+
+#[test]
+fn foreign_files_in_the_memory_archive_dir_are_never_listed_created_or_removed() {
+    let dir = MemoryArchiveDir::new();
+    foreign_files_are_never_listed_created_or_removed(
+        &dir,
+        &|name, bytes| dir.put(name, bytes, 1).unwrap(),
+        &|name| dir.get(name),
+    );
+}
+
+#[test]
+fn only_session_id_dot_jsonl_gz_is_an_archive_name() {
+    assert_eq!(archive_id("s1.jsonl.gz"), Some("s1"));
+    assert_eq!(archive_id("a.b-c_d.jsonl.gz"), Some("a.b-c_d"));
+    for name in [
+        ".jsonl.gz",
+        "..jsonl.gz",
+        ".hidden.jsonl.gz",
+        "notes-2026.tar.gz",
+        "s1.jsonl",
+        "s1.JSONL.GZ",
+        "a b.jsonl.gz",
+        "a/b.jsonl.gz",
+    ] {
+        assert_eq!(archive_id(name), None, "{name}");
+    }
+}

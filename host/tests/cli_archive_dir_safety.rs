@@ -1,0 +1,84 @@
+//! The `archiver` command on an archive directory a user also keeps files in, with a FIFO in it,
+//! moved while `run` works, and with a prune that fails: nothing of the user's is touched,
+//! nothing blocks, everything is owner-only, and failures show in the exit code.
+
+mod cli_support;
+
+use std::path::Path;
+use std::process::Output;
+
+use cli_support::{archiver, code, demo, json, ok, run, stderr};
+use serde_json::Value;
+
+/// A user's own files next to the archives, with their bytes.
+const FOREIGN: [(&str, &[u8]); 4] = [
+    ("notes-2026.tar.gz", b"\x1f\x8b not ours"),
+    ("backup.gz", b"\x1f\x8b also not ours"),
+    ("README.txt", b"my notes"),
+    ("session.jsonl.gz.bak", b"a copy I made"),
+];
+
+fn plant_foreign(archives: &Path) {
+    for (name, bytes) in FOREIGN {
+        std::fs::write(archives.join(name), bytes).unwrap();
+    }
+    std::fs::create_dir(archives.join("mine")).unwrap();
+    std::fs::write(archives.join("mine/keep.gz"), b"inside my folder").unwrap();
+}
+
+fn assert_foreign_untouched(archives: &Path) {
+    for (name, bytes) in FOREIGN {
+        assert_eq!(
+            std::fs::read(archives.join(name)).ok().as_deref(),
+            Some(bytes),
+            "{name} was touched"
+        );
+    }
+    assert_eq!(
+        std::fs::read(archives.join("mine/keep.gz")).unwrap(),
+        b"inside my folder"
+    );
+}
+
+fn with_config(data: &Path, config: &str, args: &[&str]) -> Output {
+    let mut c = archiver(data);
+    c.args(["--config", config]).args(args);
+    run(c)
+}
+
+#[test]
+fn a_sweep_over_the_cap_prunes_archives_but_never_the_users_own_files() {
+    let (_tmp, data) = demo();
+    let archives = data.join("archives");
+    plant_foreign(&archives);
+    // An archive of no session is still an archive: an orphan, pruned first.
+    std::fs::write(archives.join("ghost.jsonl.gz"), b"\x1f\x8b orphan").unwrap();
+
+    let out = with_config(&data, r#"{"max_total_bytes": 1}"#, &["sweep", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sweep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pruned = sweep["prune"]["pruned"].as_u64().unwrap();
+    assert!(pruned >= 2, "the cap forces pruning: {sweep}");
+    assert!(!archives.join("ghost.jsonl.gz").exists(), "orphan pruned");
+    assert_foreign_untouched(&archives);
+
+    let status = json(&data, &["status", "--json"]);
+    assert_eq!(status["foreign_files_ignored"], FOREIGN.len() as u64 + 1);
+    let listed = std::fs::read_dir(&archives)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".jsonl.gz") && !name.starts_with('.')
+        })
+        .count();
+    assert_eq!(status["archive_files"], listed as u64, "{status}");
+
+    let mut c = archiver(&data);
+    c.arg("status");
+    let text = ok(c);
+    assert!(
+        text.contains(&format!("foreign files ignored: {}", FOREIGN.len() + 1)),
+        "{text}"
+    );
+}
