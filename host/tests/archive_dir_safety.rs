@@ -2,9 +2,14 @@
 //! safely: a user's files are never listed, created or removed; a FIFO named like an archive is
 //! refused without blocking; everything it creates is owner-only; and a moved directory is noticed.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 use session_archiver::archive_dir::fs::FsArchiveDir;
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
 use session_archiver::archive_dir::{archive_id, ArchiveDir};
+use session_archiver::data_dir::DataDirPaths;
+use session_archiver::locks::SessionLocks;
 use session_archiver::store::StoreError;
 
 /// Names a user might keep next to the archives; none is `<session id>.jsonl.gz`.
@@ -106,4 +111,80 @@ fn only_session_id_dot_jsonl_gz_is_an_archive_name() {
     ] {
         assert_eq!(archive_id(name), None, "{name}");
     }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Every entry under `root` (recursively), with its mode.
+fn modes_under(root: &Path) -> Vec<(String, bool, u32)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        let is_dir = path.is_dir();
+        out.push((path.display().to_string(), is_dir, mode(&path)));
+        if is_dir {
+            out.extend(modes_under(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_archive_directory_and_every_file_in_it_are_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = DataDirPaths::under(tmp.path().join("data"));
+    let stores = paths.open(false).unwrap();
+    assert_eq!(mode(&paths.archive_dir), 0o700, "archive directory");
+
+    // A writer's temp file, before commit.
+    let mut w = stores.archive_dir.create("s1.jsonl.gz").unwrap();
+    w.write(b"transcript with a token").unwrap();
+    let temps: Vec<_> = std::fs::read_dir(&paths.archive_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .collect();
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(mode(&temps[0]), 0o600, "temp file");
+    w.commit().unwrap();
+    assert_eq!(
+        mode(&paths.archive_dir.join("s1.jsonl.gz")),
+        0o600,
+        "archive"
+    );
+
+    // Lock directory and lock files.
+    let locks = paths.locks();
+    drop(locks.lock("s1").unwrap());
+    drop(locks.lock("../odd id").unwrap());
+    assert_eq!(mode(&paths.locks_dir()), 0o700, "lock directory");
+
+    let all = modes_under(&paths.archive_dir);
+    assert!(all.len() >= 4, "{all:?}");
+    for (path, is_dir, m) in all {
+        let want = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(m, want, "{path} is {m:o}");
+    }
+}
+
+#[test]
+fn a_lock_directory_made_by_the_locks_alone_is_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("archives/.locks");
+    let locks = SessionLocks::files(&dir);
+    drop(locks.lock("s1").unwrap());
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&tmp.path().join("archives")), 0o700);
+    assert_eq!(mode(&dir.join("s1.lock")), 0o600);
 }

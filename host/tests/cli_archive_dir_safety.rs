@@ -4,6 +4,7 @@
 
 mod cli_support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
@@ -81,4 +82,38 @@ fn a_sweep_over_the_cap_prunes_archives_but_never_the_users_own_files() {
         text.contains(&format!("foreign files ignored: {}", FOREIGN.len() + 1)),
         "{text}"
     );
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn archives_locks_and_their_directories_are_owner_only_after_a_sweep() {
+    let (_tmp, data) = demo();
+    let archives = data.join("archives");
+    let sweep = json(&data, &["sweep", "--json"]);
+    assert!(sweep["archived"].as_u64().unwrap() > 0, "{sweep}");
+
+    assert_eq!(mode(&archives), 0o700, "archive directory");
+    let mut seen = 0;
+    let mut stack = vec![archives.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            seen += 1;
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                stack.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
+    }
+    // The archives, the lock directory and a lock file per archived session at least.
+    assert!(seen > 2 * sweep["archived"].as_u64().unwrap(), "{seen}");
 }

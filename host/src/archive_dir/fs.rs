@@ -6,20 +6,29 @@
 //! so even a symlink planted in the directory cannot make us read or write outside it. On top of
 //! that `validate_archive_name` admits only this tool's archive names (single plain components),
 //! and `remove` unlinks the entry itself (never a symlink's target).
+//!
+//! Agent transcripts hold tokens and keys: the directory is created 0700 and every file written
+//! in it 0600, whatever the umask allows beyond that.
 
 use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File, Metadata, OpenOptions};
+use cap_std::fs::{Dir, File, Metadata, OpenOptions, OpenOptionsExt};
 
 use super::{archive_id, validate_archive_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::store::{StoreError, MAX_CHUNK};
 
 /// Prefix of in-progress writers' files; hidden, so `list` and `validate_name` never see them.
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Mode of the archive directory (and of parents `open` creates): owner only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file written in the archive directory: owner read/write only.
+pub const FILE_MODE: u32 = 0o600;
 
 /// How much of the final name a temp name repeats (keeps temp names under the 255-byte limit).
 const TEMP_NAME_KEEP: usize = 200;
@@ -68,7 +77,11 @@ impl FsArchiveDir {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        std::fs::create_dir_all(path).map_err(|e| io_err("create directory", &shown, e))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
+            .map_err(|e| io_err("create directory", &shown, e))?;
         let root = std::fs::canonicalize(path).map_err(|e| io_err("resolve", &shown, e))?;
         if root.to_str().is_none() {
             return Err(StoreError::Io(format!(
@@ -173,7 +186,13 @@ impl ArchiveDir for FsArchiveDir {
         let file = self
             .inner
             .dir
-            .open_with(&temp, OpenOptions::new().write(true).create_new(true))
+            .open_with(
+                &temp,
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(FILE_MODE),
+            )
             .map_err(|e| io_err("create", &temp, e))?;
         Ok(Box::new(FsWriter {
             inner: Arc::clone(&self.inner),
