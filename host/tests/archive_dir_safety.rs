@@ -4,6 +4,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc::channel;
+use std::time::Duration;
 
 use session_archiver::archive_dir::fs::FsArchiveDir;
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
@@ -187,4 +190,77 @@ fn a_lock_directory_made_by_the_locks_alone_is_owner_only() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&tmp.path().join("archives")), 0o700);
     assert_eq!(mode(&dir.join("s1.lock")), 0o600);
+}
+
+/// Runs `f` on a thread; fails the test instead of hanging if it does not return (the watchdog
+/// is generous: it only turns a hang into a failure, it measures nothing).
+fn without_hanging<T: Send + 'static>(
+    what: &str,
+    unblock: impl FnOnce(),
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(v) => v,
+        Err(_) => {
+            unblock();
+            panic!("{what} blocked");
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo")
+        .success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_named_like_an_archive_is_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archives");
+    let dir = FsArchiveDir::open(&root).unwrap();
+    let fifo = root.join("s1.jsonl.gz");
+    mkfifo(&fifo);
+
+    let reader = dir.clone();
+    let unblock_path = fifo.clone();
+    let result = without_hanging(
+        "opening a FIFO named like an archive",
+        move || {
+            // A writer lets a blocked open return, so the thread does not outlive the test.
+            let _ = std::fs::OpenOptions::new().write(true).open(&unblock_path);
+        },
+        move || reader.open("s1.jsonl.gz").map(|r| r.size()),
+    );
+    match result {
+        Err(StoreError::Io(m)) => {
+            assert!(m.contains("s1.jsonl.gz") && m.contains("FIFO"), "{m}")
+        }
+        other => panic!("a FIFO opened as an archive: {other:?}"),
+    }
+    // Neither listed nor stat'ed as an archive; counted among the files left alone.
+    assert_eq!(dir.list().unwrap(), []);
+    assert!(matches!(dir.stat("s1.jsonl.gz"), Err(StoreError::Io(_))));
+    assert_eq!(dir.foreign_count().unwrap(), 1);
+}
+
+#[test]
+fn a_symlink_named_like_an_archive_is_not_opened_even_inside_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archives");
+    let dir = FsArchiveDir::open(&root).unwrap();
+    commit(&dir, "real.jsonl.gz", b"bytes");
+    std::os::unix::fs::symlink("real.jsonl.gz", root.join("link.jsonl.gz")).unwrap();
+    match dir.open("link.jsonl.gz").map(|r| r.size()) {
+        Err(StoreError::Io(m)) => assert!(m.contains("symlink"), "{m}"),
+        other => panic!("a symlink opened as an archive: {other:?}"),
+    }
+    assert_eq!(listed(&dir), ["real.jsonl.gz"]);
 }

@@ -6,10 +6,14 @@ mod cli_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use cli_support::{archiver, code, demo, json, ok, run, stderr};
 use serde_json::Value;
+
+/// Watchdog for a process that must end (generous: it turns a hang into a failure, no more).
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A user's own files next to the archives, with their bytes.
 const FOREIGN: [(&str, &[u8]); 4] = [
@@ -39,6 +43,18 @@ fn assert_foreign_untouched(archives: &Path) {
         std::fs::read(archives.join("mine/keep.gz")).unwrap(),
         b"inside my folder"
     );
+}
+
+/// The sessions the plan would archive.
+fn planned(data: &Path) -> Vec<String> {
+    let plan = json(data, &["plan", "--json"]);
+    plan["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "archive")
+        .map(|d| d["target"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn with_config(data: &Path, config: &str, args: &[&str]) -> Output {
@@ -116,4 +132,46 @@ fn archives_locks_and_their_directories_are_owner_only_after_a_sweep() {
     }
     // The archives, the lock directory and a lock file per archived session at least.
     assert!(seen > 2 * sweep["archived"].as_u64().unwrap(), "{seen}");
+}
+
+/// Waits for `child` to end, killing it (and failing) if it does not within the watchdog.
+fn wait_or_fail(mut child: Child, what: &str) -> Output {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn export_and_restore_of_an_archive_that_is_a_fifo_fail_at_once() {
+    let (_tmp, data) = demo();
+    let id = planned(&data).into_iter().next().expect("an idle session");
+    let mut c = archiver(&data);
+    c.args(["archive", &id]);
+    ok(c);
+    let archive = data.join("archives").join(format!("{id}.jsonl.gz"));
+    std::fs::remove_file(&archive).unwrap();
+    let made = Command::new("mkfifo").arg(&archive).status().unwrap();
+    assert!(made.success());
+
+    for op in ["export", "restore"] {
+        let mut c = archiver(&data);
+        c.args([op, &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = wait_or_fail(c.spawn().unwrap(), op);
+        assert_eq!(code(&out), 1, "{op}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("FIFO") && err.contains(&id), "{op}: {err}");
+    }
+    // Still archived: the session was not changed by the refused operations.
+    assert!(cli_support::meta(&data, &id)["session:archived_at"].as_i64() > Some(0));
 }

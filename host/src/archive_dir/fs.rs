@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File, Metadata, OpenOptions, OpenOptionsExt};
+use cap_std::fs::{Dir, File, FileType, Metadata, OpenOptions, OpenOptionsExt};
 
 use super::{archive_id, validate_archive_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::store::{StoreError, MAX_CHUNK};
@@ -202,17 +202,32 @@ impl ArchiveDir for FsArchiveDir {
         }))
     }
 
-    /// Refuses anything but a regular file; a symlink pointing outside fails inside cap-std.
+    /// Refuses anything but a regular file without blocking: opened non-blocking (a FIFO would
+    /// otherwise wait for a writer forever) and without following a symlink, then checked with
+    /// `fstat` on what was actually opened.
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
         validate_archive_name(name)?;
         let file = self
             .inner
             .dir
-            .open(name)
-            .map_err(|e| lookup_err("open", name, e))?;
+            .open_with(
+                name,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW),
+            )
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => {
+                    StoreError::Io(format!("{name}: a symlink, not a regular file"))
+                }
+                _ => lookup_err("open", name, e),
+            })?;
         let meta = file.metadata().map_err(|e| io_err("stat", name, e))?;
         if !meta.is_file() {
-            return Err(StoreError::Io(format!("{name}: not a regular file")));
+            return Err(StoreError::Io(format!(
+                "{name}: {}, not a regular file",
+                kind_of(meta.file_type())
+            )));
         }
         Ok(Box::new(FsReader {
             file,
@@ -269,6 +284,24 @@ impl ArchiveDir for FsArchiveDir {
             self.inner.sync_dir()?;
         }
         Ok(removed)
+    }
+}
+
+/// What a non-regular file is, for error messages.
+fn kind_of(t: FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
     }
 }
 
