@@ -175,3 +175,44 @@ fn export_and_restore_of_an_archive_that_is_a_fifo_fail_at_once() {
     // Still archived: the session was not changed by the refused operations.
     assert!(cli_support::meta(&data, &id)["session:archived_at"].as_i64() > Some(0));
 }
+
+#[test]
+fn sweep_strict_exits_5_when_the_prune_cannot_remove_an_archive() {
+    let (_tmp, data) = demo();
+    let first = json(&data, &["sweep", "--json"]);
+    assert!(first["archived"].as_u64().unwrap() > 0, "{first}");
+
+    // From now on the object store refuses every write, so each prune's tombstone fails: the
+    // sweep itself has nothing else to do, only the prune fails.
+    let conn = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_update BEFORE UPDATE ON db_block
+           BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END;
+         CREATE TRIGGER refuse_insert BEFORE INSERT ON db_block
+           BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let config = r#"{"max_total_bytes": 1}"#;
+    let lenient = with_config(&data, config, &["sweep", "--json"]);
+    assert_eq!(code(&lenient), 0, "without --strict: {}", stderr(&lenient));
+    let report: Value = serde_json::from_slice(&lenient.stdout).unwrap();
+    assert_eq!(report["failed"].as_array().unwrap().len(), 0, "{report}");
+    let prune_failed = report["prune"]["failed"].as_array().unwrap().len();
+    assert!(prune_failed > 0, "{report}");
+
+    let strict = with_config(&data, config, &["sweep", "--json", "--strict"]);
+    assert_eq!(code(&strict), 5, "{}", stderr(&strict));
+    assert!(
+        stderr(&strict).contains(&format!(
+            "{prune_failed} sessions, archives or steps failed"
+        )),
+        "{}",
+        stderr(&strict)
+    );
+    let mut c = archiver(&data);
+    c.args(["--config", config, "sweep", "--strict"]);
+    let text = run(c);
+    assert_eq!(code(&text), 5, "text output too: {}", stderr(&text));
+}

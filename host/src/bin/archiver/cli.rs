@@ -13,7 +13,8 @@ Exit codes:
   3  not found (no such session, no data directory)
   4  the policy or its config cannot be used (missing, not a component, wrong world or WIT
      version, config rejected)
-  5  --strict: the sweep or recovery ran but some sessions failed";
+  5  --strict: the sweep or recovery ran but some sessions failed, or the sweep's prune could
+     not remove some archives";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -141,7 +142,8 @@ pub enum Command {
         /// Print the summary as JSON (fields below, with --help); no progress bar.
         #[arg(long)]
         json: bool,
-        /// Exit with 5 when any session or step failed (the sweep still goes on with the others).
+        /// Exit with 5 when any session or step failed, or the prune could not remove an archive
+        /// (the sweep still goes on with the others).
         #[arg(long)]
         strict: bool,
     },
