@@ -264,3 +264,27 @@ fn a_symlink_named_like_an_archive_is_not_opened_even_inside_the_directory() {
     }
     assert_eq!(listed(&dir), ["real.jsonl.gz"]);
 }
+
+#[test]
+fn a_moved_or_replaced_archive_directory_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archives");
+    let dir = FsArchiveDir::open(&root).unwrap();
+    dir.check_still_at_path().unwrap();
+
+    let moved = tmp.path().join("archives.moved");
+    std::fs::rename(&root, &moved).unwrap();
+    match dir.check_still_at_path() {
+        Err(StoreError::Io(m)) => assert!(m.contains("archives") && m.contains("moved"), "{m}"),
+        other => panic!("a moved directory went unnoticed: {other:?}"),
+    }
+
+    // Something else at the old path is not the directory either.
+    std::fs::create_dir(&root).unwrap();
+    assert!(matches!(dir.check_still_at_path(), Err(StoreError::Io(_))));
+
+    // Back in place: the same directory again.
+    std::fs::remove_dir(&root).unwrap();
+    std::fs::rename(&moved, &root).unwrap();
+    dir.check_still_at_path().unwrap();
+}

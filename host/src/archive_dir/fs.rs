@@ -11,13 +11,13 @@
 //! in it 0600, whatever the umask allows beyond that.
 
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File, FileType, Metadata, OpenOptions, OpenOptionsExt};
+use cap_std::fs::{Dir, File, FileType, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
 
 use super::{archive_id, validate_archive_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::store::{StoreError, MAX_CHUNK};
@@ -44,6 +44,10 @@ struct Inner {
     dir: Dir,
     /// Canonical absolute path of the directory, for `path` only.
     root: PathBuf,
+    /// The path `open` was given (made absolute), to check it still leads here.
+    given: PathBuf,
+    /// Device and inode of the directory the handle was opened on.
+    identity: (u64, u64),
 }
 
 fn ms_since_epoch(t: SystemTime) -> i64 {
@@ -82,6 +86,7 @@ impl FsArchiveDir {
             .mode(DIR_MODE)
             .create(path)
             .map_err(|e| io_err("create directory", &shown, e))?;
+        let given = std::path::absolute(path).map_err(|e| io_err("resolve", &shown, e))?;
         let root = std::fs::canonicalize(path).map_err(|e| io_err("resolve", &shown, e))?;
         if root.to_str().is_none() {
             return Err(StoreError::Io(format!(
@@ -90,8 +95,17 @@ impl FsArchiveDir {
         }
         let dir = Dir::open_ambient_dir(&root, ambient_authority())
             .map_err(|e| io_err("open directory", &shown, e))?;
+        let meta = dir
+            .dir_metadata()
+            .map_err(|e| io_err("stat directory", &shown, e))?;
+        let identity = (meta.dev(), meta.ino());
         Ok(Self {
-            inner: Arc::new(Inner { dir, root }),
+            inner: Arc::new(Inner {
+                dir,
+                root,
+                given,
+                identity,
+            }),
         })
     }
 
@@ -164,6 +178,30 @@ impl ArchiveDir for FsArchiveDir {
 
     fn foreign_count(&self) -> Result<u64, StoreError> {
         Ok(self.inner.scan()?.1)
+    }
+
+    fn check_still_at_path(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        for path in [&inner.given, &inner.root] {
+            let shown = path.display();
+            match std::fs::metadata(path) {
+                Ok(m) if (m.dev(), m.ino()) == inner.identity => {}
+                Ok(_) => {
+                    return Err(StoreError::Io(format!(
+                        "archive directory {shown} is no longer the directory opened at start \
+                         (moved or replaced); archives are not written elsewhere than meta \
+                         records, reopen it by starting again"
+                    )))
+                }
+                Err(e) => {
+                    return Err(StoreError::Io(format!(
+                        "archive directory {shown} no longer leads to the directory opened at \
+                         start (moved or removed: {e}); reopen it by starting again"
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {

@@ -80,6 +80,12 @@ pub trait ArchiveDir: Send + Sync {
     fn foreign_count(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    /// Checks that the directory's path still leads to the directory this handle was opened on
+    /// (a long-running process must not keep writing into a directory that was moved away while
+    /// meta records paths under the old name). Backends without a path have nothing to check.
+    fn check_still_at_path(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError>;
     /// A writer to a hidden temp file; nothing appears under `name` until `commit`.
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError>;

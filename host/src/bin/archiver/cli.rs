@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (a sweep or recovery that skipped or failed some sessions still exits 0 unless --strict)
-  1  the operation failed (policy error, store error, I/O error)
+  1  the operation failed (policy error, store error, I/O error); `run` stopped on a fatal
+     error (its archive directory was moved or replaced)
   2  usage error (bad option or argument)
   3  not found (no such session, no data directory)
   4  the policy or its config cannot be used (missing, not a component, wrong world or WIT
