@@ -8,13 +8,15 @@ use clap::{Args, Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (a sweep or recovery that skipped or failed some sessions still exits 0 unless --strict)
-  1  the operation failed (policy error, store error, I/O error)
+  1  the operation failed (policy error, store error, I/O error); `run` stopped on a fatal
+     error (its archive directory was moved or replaced)
   2  usage error (bad option or argument; several object stores in --data-dir: pick one with
      --objects-db)
   3  not found (no such session, no data directory, no object store in it)
   4  the policy or its config cannot be used (missing, not a component, wrong world or WIT
      version, config rejected)
-  5  --strict: the sweep or recovery ran but some sessions failed
+  5  --strict: the sweep or recovery ran but some sessions failed, or the sweep's prune could
+     not remove some archives
   6  a command that writes was refused: another process (the app) has the databases open";
 
 const EXAMPLES: &str = "\
@@ -159,7 +161,8 @@ pub enum Command {
         /// Print the summary as JSON (fields below, with --help); no progress bar.
         #[arg(long)]
         json: bool,
-        /// Exit with 5 when any session or step failed (the sweep still goes on with the others).
+        /// Exit with 5 when any session or step failed, or the prune could not remove an archive
+        /// (the sweep still goes on with the others).
         #[arg(long)]
         strict: bool,
     },
@@ -308,5 +311,7 @@ JSON (--json), stable for scripts:
   archive_files   archives in the archive directory
   archive_bytes   their total size
   archive_cap     the policy's max_total_bytes (null if its config has none)
+  foreign_files_ignored  other entries in the archive directory (not <session id>.jsonl.gz
+                  regular files); never listed to a policy, never pruned
   layout          {kind: agentmux|wave|archiver|custom|given, description, objects_db,
                   filestore_db, archive_dir}: the layout found in --data-dir";

@@ -279,6 +279,8 @@ pub struct StatusJson {
     pub live_bytes: u64,
     pub archive_files: u64,
     pub archive_bytes: u64,
+    /// Entries of the archive directory that are not this tool's archives (left alone).
+    pub foreign_files_ignored: u64,
     pub archive_cap: Option<u64>,
     pub layout: Option<LayoutJson>,
 }

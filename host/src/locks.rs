@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -115,8 +116,14 @@ impl SessionLocks {
         let SessionLocks::Files(dir) = self else {
             unreachable!("only called for Files")
         };
-        std::fs::create_dir_all(dir).map_err(|e| io_err(id, e))?;
+        // Owner-only, like everything in the archive directory.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(id, e))?;
         OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .truncate(false)
             .write(true)

@@ -1089,7 +1089,7 @@ fn stores_are_send_and_sync() {
 
 fn names_that_are_not_one_safe_component_are_refused(fx: &ArchiveFx) {
     let long = "a".repeat(300);
-    let max = "a".repeat(MAX_NAME_LEN);
+    let max = format!("{}.jsonl.gz", "a".repeat(MAX_NAME_LEN - ".jsonl.gz".len()));
     for bad in [
         "../x",
         "/etc/passwd",

@@ -71,6 +71,10 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         st.archive_files += 1;
         st.archive_bytes += e.size;
     }
+    st.foreign_files_ignored = stores
+        .archive_dir
+        .foreign_count()
+        .context("listing the archive directory")?;
 
     if json {
         return output::print_json(&st);
@@ -109,6 +113,8 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         bytes(st.archive_bytes),
         st.archive_files
     )?;
+    // Files of the user's own in the directory: left alone, but said, so nobody wonders.
+    writeln!(out, "foreign files ignored: {}", st.foreign_files_ignored)?;
     if st.pending_intents > 0 {
         writeln!(
             out,

@@ -103,10 +103,17 @@ pub fn sweep(g: &Global, json: bool, strict: bool) -> Result<()> {
         writeln!(out, "policy {}", output::policy_line(&served.policy))?;
         print_summary(&mut out, summary, elapsed)?;
     }
-    if strict && !summary.failed.is_empty() {
-        return Err(PartialFailure(format!("{} sessions or steps", summary.failed.len())).into());
+    let failures = failure_count(summary);
+    if strict && failures > 0 {
+        return Err(PartialFailure(format!("{failures} sessions, archives or steps")).into());
     }
     Ok(())
+}
+
+/// Failed sessions and steps plus archives the prune could not remove: `--strict` counts both, a
+/// prune failure may leave the directory over its cap.
+pub fn failure_count(s: &SweepSummary) -> usize {
+    s.failed.len() + s.prune.as_ref().map_or(0, |p| p.failed.len())
 }
 
 /// The human summary of one sweep (also used by `run`'s log line).

@@ -4,22 +4,31 @@
 //! to that handle. cap-std resolves each name itself and refuses any resolution that would leave
 //! the directory (`..`, absolute paths, and symlinks whose target lies outside, however reached),
 //! so even a symlink planted in the directory cannot make us read or write outside it. On top of
-//! that `validate_name` admits only single plain components, and `remove` unlinks the entry itself
-//! (never a symlink's target).
+//! that `validate_archive_name` admits only this tool's archive names (single plain components),
+//! and `remove` unlinks the entry itself (never a symlink's target).
+//!
+//! Agent transcripts hold tokens and keys: the directory is created 0700 and every file written
+//! in it 0600, whatever the umask allows beyond that.
 
 use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File, Metadata, OpenOptions};
+use cap_std::fs::{Dir, File, FileType, Metadata, MetadataExt, OpenOptions, OpenOptionsExt};
 
-use super::{validate_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
+use super::{archive_id, validate_archive_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::store::{StoreError, MAX_CHUNK};
 
 /// Prefix of in-progress writers' files; hidden, so `list` and `validate_name` never see them.
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Mode of the archive directory (and of parents `open` creates): owner only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file written in the archive directory: owner read/write only.
+pub const FILE_MODE: u32 = 0o600;
 
 /// How much of the final name a temp name repeats (keeps temp names under the 255-byte limit).
 const TEMP_NAME_KEEP: usize = 200;
@@ -35,6 +44,10 @@ struct Inner {
     dir: Dir,
     /// Canonical absolute path of the directory, for `path` only.
     root: PathBuf,
+    /// The path `open` was given (made absolute), to check it still leads here.
+    given: PathBuf,
+    /// Device and inode of the directory the handle was opened on.
+    identity: (u64, u64),
 }
 
 fn ms_since_epoch(t: SystemTime) -> i64 {
@@ -68,7 +81,12 @@ impl FsArchiveDir {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        std::fs::create_dir_all(path).map_err(|e| io_err("create directory", &shown, e))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
+            .map_err(|e| io_err("create directory", &shown, e))?;
+        let given = std::path::absolute(path).map_err(|e| io_err("resolve", &shown, e))?;
         let root = std::fs::canonicalize(path).map_err(|e| io_err("resolve", &shown, e))?;
         if root.to_str().is_none() {
             return Err(StoreError::Io(format!(
@@ -77,8 +95,17 @@ impl FsArchiveDir {
         }
         let dir = Dir::open_ambient_dir(&root, ambient_authority())
             .map_err(|e| io_err("open directory", &shown, e))?;
+        let meta = dir
+            .dir_metadata()
+            .map_err(|e| io_err("stat directory", &shown, e))?;
+        let identity = (meta.dev(), meta.ino());
         Ok(Self {
-            inner: Arc::new(Inner { dir, root }),
+            inner: Arc::new(Inner {
+                dir,
+                root,
+                given,
+                identity,
+            }),
         })
     }
 
@@ -97,6 +124,42 @@ impl Inner {
         self.dir.open(".").map_err(ctx)?.sync_all().map_err(ctx)
     }
 
+    /// The archives (regular files with archive names) and how many other visible entries
+    /// there are; hidden (`.`-prefixed) temp and lock files are neither.
+    fn scan(&self) -> Result<(Vec<Entry>, u64), StoreError> {
+        let mut out = Vec::new();
+        let mut foreign = 0;
+        let entries = self.dir.entries().map_err(|e| io_err("list", ".", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list", ".", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                foreign += 1;
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            if archive_id(&name).is_none() {
+                foreign += 1;
+                continue;
+            }
+            // No-follow stat: never blocks, and a symlink is not an archive.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between readdir and stat: it is simply gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", &name, e)),
+            };
+            if meta.is_file() {
+                out.push(self.entry(&name, &meta));
+            } else {
+                foreign += 1;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((out, foreign))
+    }
+
     fn entry(&self, name: &str, meta: &Metadata) -> Entry {
         Entry {
             name: name.to_owned(),
@@ -107,38 +170,42 @@ impl Inner {
 }
 
 impl ArchiveDir for FsArchiveDir {
-    /// Regular files only: a symlink or subdirectory is not an archive.
+    /// Regular files with archive names only: a symlink, subdirectory or FIFO is not an archive,
+    /// and a user's own file is not ours.
     fn list(&self) -> Result<Vec<Entry>, StoreError> {
-        let mut out = Vec::new();
-        let entries = self
-            .inner
-            .dir
-            .entries()
-            .map_err(|e| io_err("list", ".", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err("list", ".", e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                // Removed between readdir and stat: it is simply gone.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("stat", &name, e)),
-            };
-            if meta.is_file() {
-                out.push(self.inner.entry(&name, &meta));
+        Ok(self.inner.scan()?.0)
+    }
+
+    fn foreign_count(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.scan()?.1)
+    }
+
+    fn check_still_at_path(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        for path in [&inner.given, &inner.root] {
+            let shown = path.display();
+            match std::fs::metadata(path) {
+                Ok(m) if (m.dev(), m.ino()) == inner.identity => {}
+                Ok(_) => {
+                    return Err(StoreError::Io(format!(
+                        "archive directory {shown} is no longer the directory opened at start \
+                         (moved or replaced); archives are not written elsewhere than meta \
+                         records, reopen it by starting again"
+                    )))
+                }
+                Err(e) => {
+                    return Err(StoreError::Io(format!(
+                        "archive directory {shown} no longer leads to the directory opened at \
+                         start (moved or removed: {e}); reopen it by starting again"
+                    )))
+                }
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(())
     }
 
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         match self.inner.dir.symlink_metadata(name) {
             Ok(m) if m.is_file() => Ok(Some(self.inner.entry(name, &m))),
             Ok(_) => Err(StoreError::Io(format!("{name}: not a regular file"))),
@@ -148,7 +215,7 @@ impl ArchiveDir for FsArchiveDir {
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let keep = name
             .char_indices()
             .nth(TEMP_NAME_KEEP)
@@ -157,7 +224,13 @@ impl ArchiveDir for FsArchiveDir {
         let file = self
             .inner
             .dir
-            .open_with(&temp, OpenOptions::new().write(true).create_new(true))
+            .open_with(
+                &temp,
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(FILE_MODE),
+            )
             .map_err(|e| io_err("create", &temp, e))?;
         Ok(Box::new(FsWriter {
             inner: Arc::clone(&self.inner),
@@ -167,17 +240,32 @@ impl ArchiveDir for FsArchiveDir {
         }))
     }
 
-    /// Refuses anything but a regular file; a symlink pointing outside fails inside cap-std.
+    /// Refuses anything but a regular file without blocking: opened non-blocking (a FIFO would
+    /// otherwise wait for a writer forever) and without following a symlink, then checked with
+    /// `fstat` on what was actually opened.
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let file = self
             .inner
             .dir
-            .open(name)
-            .map_err(|e| lookup_err("open", name, e))?;
+            .open_with(
+                name,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW),
+            )
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => {
+                    StoreError::Io(format!("{name}: a symlink, not a regular file"))
+                }
+                _ => lookup_err("open", name, e),
+            })?;
         let meta = file.metadata().map_err(|e| io_err("stat", name, e))?;
         if !meta.is_file() {
-            return Err(StoreError::Io(format!("{name}: not a regular file")));
+            return Err(StoreError::Io(format!(
+                "{name}: {}, not a regular file",
+                kind_of(meta.file_type())
+            )));
         }
         Ok(Box::new(FsReader {
             file,
@@ -187,7 +275,7 @@ impl ArchiveDir for FsArchiveDir {
 
     /// Unlinks the entry itself; a symlink's target is never touched.
     fn remove(&self, name: &str) -> Result<(), StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         self.inner
             .dir
             .remove_file(name)
@@ -196,7 +284,7 @@ impl ArchiveDir for FsArchiveDir {
     }
 
     fn path(&self, name: &str) -> Result<String, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let p = self.inner.root.join(name);
         // `open` checked the root is UTF-8 and `validate_name` allows ASCII only.
         Ok(p.to_string_lossy().into_owned())
@@ -234,6 +322,24 @@ impl ArchiveDir for FsArchiveDir {
             self.inner.sync_dir()?;
         }
         Ok(removed)
+    }
+}
+
+/// What a non-regular file is, for error messages.
+fn kind_of(t: FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
     }
 }
 

@@ -1,4 +1,5 @@
-//! An in-memory archive directory with the on-disk one's semantics: names pass `validate_name`,
+//! An in-memory archive directory with the on-disk one's semantics: names pass
+//! `validate_archive_name` (other files are neither listed nor touched),
 //! a writer's bytes live under a hidden temp name until `commit`, a dropped writer leaves
 //! nothing, and `clean_temps` removes temps a "crashed" writer left (planted with `put`).
 
@@ -6,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::fs::TEMP_PREFIX;
-use super::{validate_name, ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
+use super::{
+    archive_id, validate_archive_name, validate_name, ArchiveDir, ArchiveReader, ArchiveWriter,
+    Entry,
+};
 use crate::store::{Clock, StoreError, SystemClock, MAX_CHUNK};
 
 #[derive(Debug, Clone)]
@@ -68,7 +72,8 @@ impl MemoryArchiveDir {
     }
 
     /// Fixture: stores `bytes` under `name` with the given mtime, bypassing the writer. `name`
-    /// must be valid, or a temp name (`.tmp-...`) to simulate a writer that died.
+    /// must be valid (an archive name, or any other safe name to plant a user's own file), or a
+    /// temp name (`.tmp-...`) to simulate a writer that died.
     pub fn put(&self, name: &str, bytes: &[u8], modified_ms: i64) -> Result<(), StoreError> {
         if !name.starts_with(TEMP_PREFIX) || name.contains(['/', '\0']) {
             validate_name(name)?;
@@ -116,18 +121,27 @@ impl ArchiveDir for MemoryArchiveDir {
             .lock()
             .files
             .iter()
-            .filter(|(n, _)| !n.starts_with('.'))
+            .filter(|(n, _)| archive_id(n).is_some())
             .map(|(n, e)| Self::entry(n, e))
             .collect())
     }
 
+    fn foreign_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .files
+            .keys()
+            .filter(|n| !n.starts_with('.') && archive_id(n).is_none())
+            .count() as u64)
+    }
+
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         Ok(self.lock().files.get(name).map(|e| Self::entry(name, e)))
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let mut state = self.lock();
         state.next_temp += 1;
         let temp = format!("{TEMP_PREFIX}{name}-{:016x}", state.next_temp);
@@ -147,7 +161,7 @@ impl ArchiveDir for MemoryArchiveDir {
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         let data = self
             .lock()
             .files
@@ -158,7 +172,7 @@ impl ArchiveDir for MemoryArchiveDir {
     }
 
     fn remove(&self, name: &str) -> Result<(), StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         self.lock()
             .files
             .remove(name)
@@ -167,7 +181,7 @@ impl ArchiveDir for MemoryArchiveDir {
     }
 
     fn path(&self, name: &str) -> Result<String, StoreError> {
-        validate_name(name)?;
+        validate_archive_name(name)?;
         Ok(format!("{}/{name}", self.root))
     }
 

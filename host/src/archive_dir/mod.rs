@@ -2,6 +2,9 @@
 //!
 //! `validate_name` is the single gate every name passes through, for the real directory
 //! (`fs.rs`, opened relative to a `cap-std` directory handle) and the in-memory one (`memory.rs`).
+//! On top of it `validate_archive_name` admits only this tool's own archive names
+//! (`<session id>.jsonl.gz`): a user's `notes-2026.tar.gz` in the directory is never listed to a
+//! policy, so it can never be classed an orphan and pruned.
 
 pub mod fs;
 pub mod memory;
@@ -43,10 +46,46 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The file name suffix of every archive (the seed's `<id>.jsonl.gz`).
+pub const ARCHIVE_SUFFIX: &str = ".jsonl.gz";
+
+/// The session id an archive name belongs to, or `None` when `name` is not of the form
+/// `<session id>.jsonl.gz` with a non-empty id that is itself a safe name (then the file is not
+/// this tool's and is left alone).
+pub fn archive_id(name: &str) -> Option<&str> {
+    let id = name.strip_suffix(ARCHIVE_SUFFIX)?;
+    (validate_name(name).is_ok() && validate_name(id).is_ok()).then_some(id)
+}
+
+/// `validate_name`, and the name must be an archive's (`<session id>.jsonl.gz`): the gate of
+/// every operation that reads, writes or removes an archive.
+pub fn validate_archive_name(name: &str) -> Result<(), StoreError> {
+    validate_name(name)?;
+    if archive_id(name).is_none() {
+        return Err(StoreError::InvalidName(format!(
+            "{name:?}: not an archive name (<session id>{ARCHIVE_SUFFIX}); other files in the \
+             archive directory are never touched"
+        )));
+    }
+    Ok(())
+}
+
 /// A capability-scoped directory of archives.
 pub trait ArchiveDir: Send + Sync {
-    /// Archive files in name order; hidden (`.`-prefixed) temp and lock files excluded.
+    /// Archive files in name order: regular files with archive names only; hidden
+    /// (`.`-prefixed) temp and lock files and foreign files excluded.
     fn list(&self) -> Result<Vec<Entry>, StoreError>;
+    /// How many visible entries `list` leaves out because they are not this tool's archives (a
+    /// user's own files, subdirectories, a FIFO named like an archive): for `status`.
+    fn foreign_count(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    /// Checks that the directory's path still leads to the directory this handle was opened on
+    /// (a long-running process must not keep writing into a directory that was moved away while
+    /// meta records paths under the old name). Backends without a path have nothing to check.
+    fn check_still_at_path(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError>;
     /// A writer to a hidden temp file; nothing appears under `name` until `commit`.
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError>;

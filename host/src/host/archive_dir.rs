@@ -26,9 +26,10 @@ fn to_wit(e: archive_dir::Entry) -> Entry {
 }
 
 /// Names are validated here as well as in the backend: the guest is untrusted and a backend
-/// written later must not be the only gate.
+/// written later must not be the only gate. Only archive names (`<session id>.jsonl.gz`) pass, so
+/// no policy can touch a file in the directory that is not this tool's.
 fn check_name(name: &str) -> Result<(), HostError> {
-    Ok(archive_dir::validate_name(name)?)
+    Ok(archive_dir::validate_archive_name(name)?)
 }
 
 fn consumed() -> HostError {
