@@ -82,14 +82,6 @@ pub fn run(
         if flags.stop.load(Ordering::Relaxed) {
             break;
         }
-        // Meta records archive paths under the directory's path: a directory moved or replaced
-        // since start must not receive more archives. Stopping (non-zero) is the safe answer; a
-        // restart opens whatever the path leads to then.
-        archiver
-            .stores()
-            .archive_dir
-            .check_still_at_path()
-            .with_context(|| format!("stopping before sweep {}", sweeps + 1))?;
         let started = Instant::now();
         sweeps += 1;
         let live = match &state {
@@ -103,6 +95,14 @@ pub fn run(
                     state = State::Open(open_session(g, paths, layout, live, every)?);
                 }
                 if let State::Open(s) = &state {
+                    // Meta records archive paths under the directory's path: a directory moved
+                    // or replaced since start must not receive more archives. Stopping
+                    // (non-zero) is the safe answer; a restart opens whatever the path leads to.
+                    s.archiver
+                        .stores()
+                        .archive_dir
+                        .check_still_at_path()
+                        .with_context(|| format!("stopping before sweep {sweeps}"))?;
                     sweep_once(&s.archiver, sweeps);
                 }
             }
