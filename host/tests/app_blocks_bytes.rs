@@ -352,3 +352,30 @@ fn blob_and_text_blocks_keep_their_class_and_bytes_through_sweep_and_restore() {
         assert_eq!(read_output(&files, &b.id).as_ref(), Some(&b.output));
     }
 }
+
+#[test]
+fn a_block_whose_data_is_neither_text_nor_a_blob_is_refused_and_left_alone() {
+    use session_archiver::store::{ObjectStore, StoreError};
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("wave.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(WAVE_BLOCK_SCHEMA).unwrap();
+    conn.execute(
+        "INSERT INTO db_block (oid, version, data) VALUES ('n', 3, 42)",
+        [],
+    )
+    .unwrap();
+    let objects = SqliteObjects::open(&path).unwrap();
+    let mut patch = session_archiver::store::Meta::new();
+    patch.insert("session:archived_at".into(), Value::from(1));
+    let err = objects.update_meta("n", &patch).unwrap_err();
+    let StoreError::Io(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        msg.contains("object n") && msg.contains("neither text nor a blob"),
+        "{msg}"
+    );
+    assert_eq!(storage_class(&conn, "n"), "integer");
+    assert_eq!(version_column(&conn, "n"), 3);
+}

@@ -249,15 +249,15 @@ impl ObjectStore for SqliteObjects {
         let row = tx
             .prepare_cached("SELECT oid, version, data FROM db_block WHERE oid = ?1")?
             .query_row(params![id], |r| {
-                let class = match r.get_ref(2)? {
-                    ValueRef::Blob(_) => Some(StorageClass::Blob),
-                    ValueRef::Text(_) => Some(StorageClass::Text),
-                    _ => None,
+                let (class, data) = match r.get_ref(2)? {
+                    ValueRef::Blob(b) => (Some(StorageClass::Blob), b.to_vec()),
+                    ValueRef::Text(t) => (Some(StorageClass::Text), t.to_vec()),
+                    _ => (None, Vec::new()),
                 };
-                Ok((row_to_object(r)?, class))
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, data, class))
             })
             .optional()?;
-        let ((oid, version, data), class) =
+        let (oid, version, data, class) =
             row.ok_or_else(|| StoreError::NotFound(format!("object {id}")))?;
         let Some(class) = class else {
             return Err(StoreError::Io(format!(
