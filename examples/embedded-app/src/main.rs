@@ -61,6 +61,8 @@ async fn main() -> Result<()> {
         outcome.lines,
         bytes.len()
     );
-    println!("database and archives in {}", db_dir.display());
+    if std::env::args_os().nth(1).is_some() {
+        println!("database and archives in {}", db_dir.display());
+    }
     Ok(())
 }
