@@ -25,7 +25,7 @@ const DAY_MS: i64 = 86_400_000;
 fn line(id: &str, n: u64) -> String {
     format!(
         "{{\"session\":\"{id}\",\"n\":{n},\"text\":\"{}\"}}\n",
-        "y".repeat((n % 97) as usize)
+        "y".repeat((n % 97) as usize * 4)
     )
 }
 
@@ -224,6 +224,11 @@ async fn lines_appended_during_a_hundred_rounds_of_sweep_restore_sweep_are_expor
     }
     assert_eq!(app.files().flush_errors(), 0, "background flushes failed");
     let flushes = app.files().flushes();
+    let bytes_total: usize = ids
+        .iter()
+        .zip(&counts)
+        .map(|(id, &n)| expected(id, n).len())
+        .sum();
 
     // What the app left on disk, read without its cache (as after a restart): the same bytes.
     app.files().flush_all().unwrap();
@@ -252,7 +257,8 @@ async fn lines_appended_during_a_hundred_rounds_of_sweep_restore_sweep_are_expor
     );
 
     eprintln!(
-        "{ROUNDS} rounds, {SESSIONS} sessions, {total} lines appended ({counts:?}); \
+        "{ROUNDS} rounds, {SESSIONS} sessions, {total} lines appended ({counts:?}, \
+         {bytes_total} bytes); \
          {archived} archives, {archive_conflicts} archives dropped for a concurrent append, \
          {restored} restores ({restored_with_newer} with bytes appended after archiving, \
          {restore_retries} retried), archived per session \
