@@ -67,7 +67,7 @@ enum ArchiveDirSource {
 enum PolicySource {
     File(PathBuf),
     Bytes { bytes: Vec<u8>, label: String },
-    Loaded(LoadedPolicy),
+    Loaded(Box<LoadedPolicy>),
 }
 
 /// Builds an [`Archiver`] from the app's stores, an archive directory, a policy and its config.
@@ -182,7 +182,7 @@ impl ArchiverBuilder {
 
     /// A policy already loaded by the [`Runtime`] given to [`runtime`](Self::runtime).
     pub fn policy(mut self, policy: LoadedPolicy) -> Self {
-        self.policy = Some(PolicySource::Loaded(policy));
+        self.policy = Some(PolicySource::Loaded(Box::new(policy)));
         self
     }
 
@@ -264,7 +264,7 @@ impl ArchiverBuilder {
         let policy = match policy {
             PolicySource::File(path) => runtime.load_file(Path::new(&path))?,
             PolicySource::Bytes { bytes, label } => runtime.load_bytes(&bytes, &label)?,
-            PolicySource::Loaded(p) => p,
+            PolicySource::Loaded(p) => *p,
         };
         let stores = Stores {
             objects,

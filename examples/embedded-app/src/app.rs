@@ -149,6 +149,11 @@ impl App {
         }))
     }
 
+    /// [`App::open`] from async code (loading a policy may compile it: seconds of CPU).
+    pub async fn open_async(config: AppConfig) -> Result<Arc<App>, AppError> {
+        tokio::task::spawn_blocking(move || App::open(config)).await?
+    }
+
     /// The app's cached file store.
     pub fn files(&self) -> &Arc<AppFiles> {
         &self.files
@@ -231,6 +236,12 @@ impl App {
     ) -> Result<T, AppError> {
         let app = self.clone();
         tokio::task::spawn_blocking(move || f(&app)).await?
+    }
+
+    /// [`App::create_session`] from async code.
+    pub async fn create_session_async(self: &Arc<Self>, id: &str) -> Result<(), AppError> {
+        let id = id.to_string();
+        self.blocking(move |app| app.create_session(&id)).await
     }
 
     /// [`App::append_output`] from async code.

@@ -85,7 +85,8 @@ pub struct Page {
 ///   in the patch are kept as they are. Read, merge and write happen as one atomic step against
 ///   every other writer of that block (the app included), so an app that sets its own keys at
 ///   the same time loses nothing and neither does the archiver. Only meta changes: the block's
-///   other fields stay as stored.
+///   other fields stay as stored, and the stored value keeps its type (an app that reads the
+///   block back as bytes must still be able to).
 /// - **Version bump.** Every successful `update_meta` stores and returns a version greater than
 ///   the one before, so a reader can tell that the block changed.
 /// - **Paging.** `list` returns ids in ascending byte order, strictly after `after`, and `next`
@@ -153,10 +154,10 @@ pub const MAX_CHUNK: usize = 4 << 20;
 /// - **A file that is gone stays gone for the app.** After a delete the app's next append must
 ///   not land at the old offset (orphan parts): it finds the file missing (and creates it, if
 ///   that is what the app does), exactly as if another of its own threads had deleted it.
-/// - **Durable append.** `append` returns after the bytes are durable (committed to disk, or
-///   to a write-back cache that is flushed before any later stat, read, delete or rename of the
-///   file can observe a different state and before the app exits). The archiver appends only to
-///   its scratch file `outnew`; it relies on those bytes being readable and renamed intact.
+/// - **Durable append.** `append` returns only once the bytes are committed (a crash after it
+///   returns keeps them) and visible to `stat` and `read`. The archiver appends only to its
+///   scratch file `outnew` and renames it over `output`; the app's own appends may stay in a
+///   write-back cache, as long as `stat` and `read` already include them.
 /// - **Reads.** `read` returns the bytes at logical `offset`, at most `len`, as the app would
 ///   read them (cached bytes included); empty at or after the end. For a circular file
 ///   (`circular_max_size = Some(max)`), which keeps only its last `max` bytes, an offset before
