@@ -13,3 +13,4 @@ pub mod locks;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+pub mod sweep;
