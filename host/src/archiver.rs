@@ -3,7 +3,7 @@
 //!
 //! Every operation takes the current policy and config once at its start and runs on a fresh
 //! wasmtime `Store` (an instance that trapped is unusable, and a policy keeps no state between
-//! calls): [`Archiver::run_op`] is that one step. Archive, restore, export and recover hold the
+//! calls): `Archiver::run_op` is that one step. Archive, restore, export and recover hold the
 //! session's lock ([`SessionLocks`]). The sweep is [`crate::sweep`]'s.
 
 use std::io::Write;
