@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use cli_support::{archiver, code, demo, json, meta, objects_db, ok, policy, run, stderr};
 use serde_json::Value;
+use session_archiver::store::DAY_MS;
 use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 
 /// The sessions a plan would archive, largest first.
@@ -206,7 +207,7 @@ fn policy_info_says_who_the_policy_is() {
     c.args(["policy", "info"]).arg(&path).arg("--json");
     let v: Value = serde_json::from_str(&ok(c)).unwrap();
     assert_eq!(v["name"], "inactivity");
-    assert_eq!(v["wit"], "session-archiver:policy@0.1.0");
+    assert_eq!(v["wit"], "session-archiver:policy@0.2.0");
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
     assert!(!v["description"].as_str().unwrap().is_empty());
     let mut c = archiver(tmp.path());
@@ -327,7 +328,6 @@ fn help_documents_exit_codes_and_the_json_fields() {
 // A data directory the app made: the Wave schema and rows written with plain SQL.
 
 const PART: usize = 64 * 1024;
-const DAY_MS: i64 = 86_400_000;
 
 /// `n` JSONL lines of about 100 bytes each.
 fn jsonl(n: usize, tag: &str) -> Vec<u8> {

@@ -9,7 +9,9 @@
 use std::fmt;
 
 use serde_json::{json, Value};
-use session_archiver::store::{FileOpts, FileStore, Meta, ObjectStore, StoreError, OUTPUT_FILE};
+use session_archiver::store::{
+    FileOpts, FileStore, Meta, ObjectStore, StoreError, DAY_MS, OUTPUT_FILE,
+};
 
 mod words;
 
@@ -17,8 +19,6 @@ use words::{
     BASE64, CODE_LINES, COMMANDS, CRATES, DIRS, ENDINGS, FILES, LANGS, SHELL_OK, TOOLS, WORDS,
 };
 
-/// One day in milliseconds.
-const DAY_MS: i64 = 86_400_000;
 
 /// Chunks [`session_jsonl`] yields are about this big (whole lines; well under `MAX_CHUNK`).
 pub const CHUNK_BYTES: usize = 1 << 20;

@@ -14,6 +14,7 @@ pub mod locks;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+pub mod sweep;
 
 pub use archiver::Archiver;
 pub use builder::ArchiverBuilder;

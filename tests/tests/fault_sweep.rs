@@ -1,4 +1,4 @@
-//! Fault sweep (issue 5, group 1): for archive, restore and whole sweeps over a mixed store,
+//! Fault sweep: for archive, restore and whole sweeps over a mixed store,
 //! fail call N with an I/O error for every N from 1 to the number of calls T the operation
 //! makes. Guards: whatever call fails, every session's bytes stay recoverable byte-exact (live,
 //! or archive + live), meta never says archived without an archive that decompresses (with
@@ -9,7 +9,7 @@ mod reliability;
 
 use reliability::{break_each_call, check, Mixed, Operation, Phase};
 use session_archiver::store::StoreError;
-use session_archiver_testkit::Fault;
+use session_archiver_testkit::{Fault, MockHost};
 
 /// Fails each call of `op` in turn; after each, recovers and runs `op` again. Returns T.
 fn sweep_faults(op: Operation) -> usize {
@@ -24,7 +24,7 @@ fn sweep_faults(op: Operation) -> usize {
         |m: &Mixed, context: &str| {
             let report = m
                 .archiver
-                .recover(None)
+                .recover_pending()
                 .unwrap_or_else(|e| panic!("{context}: recover failed: {e}"))
                 .value;
             assert!(
@@ -62,15 +62,36 @@ fn a_restore_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
 }
 
 #[test]
-fn a_host_driven_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
+fn a_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
     let t = sweep_faults(Operation::Sweep);
-    eprintln!("fault sweep: host-driven sweep makes {t} calls; each failed in turn");
+    eprintln!("fault sweep: the sweep makes {t} calls; each failed in turn");
 }
 
 #[test]
-fn a_policy_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
-    let t = sweep_faults(Operation::SweepInGuest);
-    eprintln!("fault sweep: in-guest sweep makes {t} calls; each failed in turn");
+fn one_failing_session_never_stops_the_sweep() {
+    // The first archive the sweep starts cannot create its file; the sweep reports that session,
+    // archives the other, and the failed archive leaves no intent behind.
+    let host = MockHost::new();
+    host.session("s1").idle_days(10).lines(3).create();
+    host.session("s2").idle_days(10).lines(3).create();
+    let archiver = host.archiver("inactivity", "{}");
+    host.inject(Fault::FailOp {
+        op: "archive-dir.create".into(),
+        error: StoreError::Io("injected: cannot create the archive".into()),
+        times: Some(1),
+    });
+    let report = archiver.sweep(|_| {}).expect("sweep").value;
+    assert_eq!(report.archived, 1, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    let failed = report.failed[0].target.clone();
+    assert!(failed == "s1" || failed == "s2", "{failed}");
+    assert!(host.output(&failed).is_some(), "{failed}: live copy kept");
+    for id in ["s1", "s2"] {
+        assert!(
+            host.meta(id).get("session:archive_intent").is_none(),
+            "{id}: a failed archive clears its intent"
+        );
+    }
 }
 
 #[test]

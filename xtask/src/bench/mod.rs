@@ -51,7 +51,7 @@ use crate::cmd;
 
 const MB: f64 = 1e6;
 const MIB: u64 = 1 << 20;
-const DAY_MS: i64 = 86_400_000;
+use session_archiver::store::DAY_MS;
 
 /// The policy every row runs.
 const POLICY: &str = "inactivity";

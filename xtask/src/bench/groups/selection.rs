@@ -30,7 +30,6 @@ impl Bench {
                     Unit::Latency,
                 )
                 .target(Target::LatencyUnder(Duration::from_secs(1))),
-                Row::new("in-guest sweep (one policy call)", Unit::Latency),
             ],
             baseline: None,
             notes: vec![
@@ -62,13 +61,6 @@ impl Bench {
                         "the no-op sweep did something: {:?}",
                         s.value
                     );
-                    Ok(vec![t])
-                }),
-            },
-            Case {
-                rows: vec![2],
-                run: Box::new(|| {
-                    let (t, _) = timed(|| Ok(archiver.sweep_in_guest()?))?;
                     Ok(vec![t])
                 }),
             },
