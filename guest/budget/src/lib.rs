@@ -13,8 +13,7 @@ pub mod prune;
 pub mod select;
 
 use archiver_kit::bindings::exports::session_archiver::policy::policy as api;
-use archiver_kit::meta::Meta;
-use archiver_kit::ops::{ArchiveInfo, Candidate, Decisions, PrunePick, Selection};
+use archiver_kit::decisions::{ArchiveInfo, Candidate, Decisions, PrunePick, Selection};
 use archiver_kit::policy::Policy;
 
 use config::Config;
@@ -27,19 +26,13 @@ pub struct Budget {
 }
 
 impl Decisions for Budget {
-    fn select(&self, meta: &Meta, now_ms: i64) -> Selection {
-        select::select(meta, now_ms, &self.config)
-    }
     fn select_all(&self, sessions: &[Candidate], now_ms: i64) -> Vec<Selection> {
         select::select_all(sessions, now_ms, &self.config)
     }
     fn needs_live_bytes(&self) -> bool {
         true
     }
-    fn prune_plan(&self, archives: &[ArchiveInfo], cap: u64) -> Vec<PrunePick> {
-        archiver_kit::decide::prune_to_cap(archives, cap, &[])
-    }
-    fn prune_plan_at(&self, archives: &[ArchiveInfo], cap: u64, now_ms: i64) -> Vec<PrunePick> {
+    fn prune_plan(&self, archives: &[ArchiveInfo], cap: u64, now_ms: i64) -> Vec<PrunePick> {
         prune::prune_plan(archives, cap, now_ms, self.config.max_archive_age_days)
     }
     fn level(&self) -> u8 {

@@ -6,7 +6,7 @@
 //! session's meta first. Archives of pinned, busy or unreadable sessions are never picked.
 
 use archiver_kit::decide::{prune_rank, prune_to_cap, DAY_MS};
-use archiver_kit::ops::{ArchiveInfo, PrunePick};
+use archiver_kit::decisions::{ArchiveInfo, PrunePick};
 
 /// The ordered list of archives to delete at `now_ms`.
 pub fn prune_plan(
@@ -43,8 +43,8 @@ pub fn prune_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use archiver_kit::decisions::ArchiveClass;
     use archiver_kit::host::Entry;
-    use archiver_kit::ops::ArchiveClass;
 
     const NOW: i64 = 1_000 * DAY_MS;
 

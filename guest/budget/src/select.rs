@@ -6,8 +6,8 @@
 //! `Decisions::select_all`), so a plan is exactly what a sweep does.
 
 use archiver_kit::decide::{eligible, skip, MINUTE_MS};
+use archiver_kit::decisions::{Candidate, Selection};
 use archiver_kit::meta::Meta;
-use archiver_kit::ops::{Candidate, Selection};
 
 use crate::config::Config;
 

@@ -1,5 +1,6 @@
 //! The budget policy's plan and sweep on the kit's fake host: the same selection, real effects.
 
+use archiver_kit::decide::{DAY_MS, MINUTE_MS};
 use archiver_kit::fake::FakeHost;
 use archiver_kit::host::Host;
 use archiver_kit::meta::keys;
@@ -8,14 +9,11 @@ use serde_json::json;
 
 use super::*;
 
-const MIN: i64 = 60_000;
-const DAY: i64 = 86_400_000;
-
 fn session(h: &FakeHost, id: &str, idle_min: i64, bytes: usize) {
     let now = h.now_ms();
     h.add_object(
         id,
-        json!({"view":"agent","session:last_activity_ms": now - idle_min * MIN, "session:line_count": 1}),
+        json!({"view":"agent","session:last_activity_ms": now - idle_min * MINUTE_MS, "session:line_count": 1}),
     );
     let mut data = vec![b'x'; bytes.saturating_sub(1)];
     data.push(b'\n');
@@ -24,7 +22,7 @@ fn session(h: &FakeHost, id: &str, idle_min: i64, bytes: usize) {
 
 #[test]
 fn plan_and_sweep_archive_the_same_least_recently_active_sessions() {
-    let h = FakeHost::new(1_000 * DAY);
+    let h = FakeHost::new(1_000 * DAY_MS);
     session(&h, "a-new", 90, 400);
     session(&h, "b-old", 3 * 24 * 60, 400);
     session(&h, "c-mid", 24 * 60, 400);
@@ -65,7 +63,7 @@ fn plan_and_sweep_archive_the_same_least_recently_active_sessions() {
 
 #[test]
 fn old_archives_are_pruned_with_a_tombstone_and_restore_then_says_pruned() {
-    let h = FakeHost::new(1_000 * DAY);
+    let h = FakeHost::new(1_000 * DAY_MS);
     session(&h, "s", 10_000, 100);
     let p = Budget::from_config(r#"{"max_live_bytes":1,"max_archive_age_days":30}"#).unwrap();
     ops::archive(&h, "s", p.level()).unwrap();
@@ -81,7 +79,7 @@ fn old_archives_are_pruned_with_a_tombstone_and_restore_then_says_pruned() {
         ops::prune(&h, &p).unwrap().pruned == 0,
         "a new archive is kept"
     );
-    h.state.borrow_mut().now += 31 * DAY;
+    h.state.borrow_mut().now += 31 * DAY_MS;
     let rep = ops::prune(&h, &p).unwrap();
     assert_eq!((rep.pruned, rep.tombstoned), (1, 1));
     assert!(h.archive("s.jsonl.gz").is_none());

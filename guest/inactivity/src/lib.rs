@@ -2,17 +2,15 @@
 //! bugs. Agent sessions idle for `inactive_days` are archived; archives are pruned down to
 //! `max_total_bytes`, backups and orphans before any session's only copy.
 //!
-//! This crate holds only decisions (`config`, `select`, `prune`), all plain Rust tested natively;
-//! the operations are the shared ones in `archiver_kit::ops`.
+//! This crate holds only decisions (`config`, `select`), all plain Rust tested natively; the
+//! prune order is the kit's default, and the operations and the component glue are the kit's.
 
 pub mod config;
-pub mod prune;
 pub mod select;
 
-use archiver_kit::bindings::exports::session_archiver::policy::policy::{self as api, Guest};
-use archiver_kit::host::WitHost;
-use archiver_kit::meta::Meta;
-use archiver_kit::ops::{self, ArchiveInfo, Decisions, PrunePick, Selection};
+use archiver_kit::bindings::exports::session_archiver::policy::policy as api;
+use archiver_kit::decisions::{Candidate, Decisions, Selection};
+use archiver_kit::policy::Policy;
 
 use config::Config;
 
@@ -23,22 +21,14 @@ pub struct Inactivity {
     pub config: Config,
 }
 
-impl Inactivity {
-    /// Parses the config; a bad one is `invalid-config` naming the field.
-    pub fn from_config(text: &str) -> Result<Self, api::Error> {
-        Config::parse(text)
-            .map(|config| Inactivity { config })
-            .map_err(|e| api::Error::InvalidConfig(e.0))
-    }
-}
-
 impl Decisions for Inactivity {
-    fn select(&self, meta: &Meta, now_ms: i64) -> Selection {
-        select::select(meta, now_ms, self.config.inactive_days)
+    fn select_all(&self, sessions: &[Candidate], now_ms: i64) -> Vec<Selection> {
+        sessions
+            .iter()
+            .map(|c| select::select(&c.meta, now_ms, self.config.inactive_days))
+            .collect()
     }
-    fn prune_plan(&self, archives: &[ArchiveInfo], cap: u64) -> Vec<PrunePick> {
-        prune::prune_plan(archives, cap)
-    }
+    // `prune_plan`: the kit's default order (backups and orphans first, only copies last).
     fn level(&self) -> u8 {
         self.config.level
     }
@@ -50,10 +40,7 @@ impl Decisions for Inactivity {
     }
 }
 
-/// The component's exports.
-pub struct Component;
-
-impl Guest for Component {
+impl Policy for Inactivity {
     fn info() -> api::PolicyInfo {
         api::PolicyInfo {
             name: "inactivity".into(),
@@ -65,47 +52,17 @@ impl Guest for Component {
                 .into(),
         }
     }
-
-    fn validate_config(config: String) -> Result<String, api::Error> {
-        Ok(Inactivity::from_config(&config)?.config.to_json())
+    fn from_config(text: &str) -> Result<Self, api::Error> {
+        Config::parse(text)
+            .map(|config| Inactivity { config })
+            .map_err(|e| api::Error::InvalidConfig(e.0))
     }
-
-    fn archive(config: String, id: String) -> Result<api::ArchiveOutcome, api::Error> {
-        let p = Inactivity::from_config(&config)?;
-        ops::archive(&WitHost, &id, p.level())
-    }
-
-    fn restore(config: String, id: String) -> Result<api::RestoreOutcome, api::Error> {
-        let p = Inactivity::from_config(&config)?;
-        ops::restore(&WitHost, &id, p.max_restore_bytes())
-    }
-
-    fn export(config: String, id: String) -> Result<api::ExportOutcome, api::Error> {
-        let p = Inactivity::from_config(&config)?;
-        ops::export(&WitHost, &id, p.max_restore_bytes())
-    }
-
-    fn plan(config: String) -> Result<api::SweepPlan, api::Error> {
-        ops::plan(&WitHost, &Inactivity::from_config(&config)?)
-    }
-
-    fn sweep(config: String) -> Result<api::SweepReport, api::Error> {
-        ops::sweep(&WitHost, &Inactivity::from_config(&config)?)
-    }
-
-    fn prune(config: String) -> Result<api::PruneReport, api::Error> {
-        ops::prune(&WitHost, &Inactivity::from_config(&config)?)
-    }
-
-    fn recover(config: String, id: Option<String>) -> Result<api::RecoverReport, api::Error> {
-        Inactivity::from_config(&config)?;
-        ops::recover(&WitHost, id.as_deref())
+    fn config_json(&self) -> String {
+        self.config.to_json()
     }
 }
 
-// Only in wasm: the export names (`session-archiver:policy/...`) do not link into a native cdylib.
-#[cfg(target_arch = "wasm32")]
-archiver_kit::bindings::export!(Component);
+archiver_kit::export_policy!(Inactivity);
 
 #[cfg(test)]
 mod tests;

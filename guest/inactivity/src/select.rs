@@ -1,12 +1,11 @@
 //! Which sessions to archive: the seed's rules, plus pins, intents and untrustworthy meta.
 //!
-//! `plan` and `sweep` both come here (through `Decisions::select`), so a plan is what a sweep does.
+//! `plan` comes here (through `Decisions::select_all`), and the host's sweep archives what the plan
+//! selects, so a plan is what a sweep does.
 
-use archiver_kit::decide::{eligible, skip};
+use archiver_kit::decide::{eligible, skip, DAY_MS};
+use archiver_kit::decisions::Selection;
 use archiver_kit::meta::Meta;
-use archiver_kit::ops::Selection;
-
-pub use archiver_kit::decide::DAY_MS;
 
 /// Decides for one session, given its meta and the time now: the kit's eligibility rules (the
 /// seed's, plus pins, intents and untrustworthy meta), then idle for at least `inactive_days`.

@@ -12,8 +12,8 @@
 
 use serde_json::Value;
 
+use crate::decisions::{ArchiveClass, ArchiveInfo, PrunePick, Selection};
 use crate::meta::{keys, Meta};
-use crate::ops::{ArchiveClass, ArchiveInfo, PrunePick, Selection};
 
 /// One minute in ms.
 pub const MINUTE_MS: i64 = 60_000;

@@ -2,10 +2,12 @@
 //!
 //! Everything that is not a *decision* lives here so that every policy reuses it: the one set of
 //! WIT bindings, gzip framing on `miniz_oxide`, the streaming line counter, typed meta access, chunked
-//! copies over the host imports, and the archive/restore/export/recover/sweep operations. A policy
-//! crate supplies only its [`ops::Decisions`] and calls [`export!`] on its `Guest` impl.
+//! copies over the host imports, and the archive/restore/export/recover/prune/plan operations
+//! ([`ops`]). A policy crate supplies only its [`decisions::Decisions`] and a
+//! [`policy::Policy`] impl, and calls [`export_policy!`].
 
 pub mod decide;
+pub mod decisions;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod gzip;
@@ -13,8 +15,6 @@ pub mod host;
 pub mod lines;
 pub mod meta;
 pub mod ops;
-#[cfg(test)]
-mod ops_tests;
 pub mod policy;
 
 /// The one `wit_bindgen::generate!` of the `archive-policy` world, shared by every policy crate so

@@ -4,8 +4,9 @@
 //! shared operation from [`crate::ops`] against the real host imports.
 
 use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::decisions::Decisions;
 use crate::host::WitHost;
-use crate::ops::{self, Decisions, Error};
+use crate::ops::{self, Error};
 
 /// A complete policy: its [`Decisions`] under one parsed configuration.
 pub trait Policy: Decisions + Sized {

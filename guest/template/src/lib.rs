@@ -7,8 +7,8 @@
 
 use archiver_kit::bindings::exports::session_archiver::policy::policy as api;
 use archiver_kit::decide::{self, eligible, skip, HOUR_MS};
+use archiver_kit::decisions::{Candidate, Decisions, Selection};
 use archiver_kit::meta::Meta;
-use archiver_kit::ops::{ArchiveInfo, Decisions, PrunePick, Selection};
 use archiver_kit::policy::Policy;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,7 +37,8 @@ pub struct Template {
     pub config: Config,
 }
 
-impl Decisions for Template {
+impl Template {
+    /// Decides for one session on its own.
     fn select(&self, meta: &Meta, now_ms: i64) -> Selection {
         // The kit's rules first (agent sessions only, pins, archived, interrupted operations...).
         let last = match eligible(meta) {
@@ -53,9 +54,16 @@ impl Decisions for Template {
             skip("recent", format!("idle {idle_h} h"), true)
         }
     }
-    fn prune_plan(&self, archives: &[ArchiveInfo], cap: u64) -> Vec<PrunePick> {
-        decide::prune_to_cap(archives, cap, &[])
+}
+
+impl Decisions for Template {
+    fn select_all(&self, sessions: &[Candidate], now_ms: i64) -> Vec<Selection> {
+        sessions
+            .iter()
+            .map(|c| self.select(&c.meta, now_ms))
+            .collect()
     }
+    // `prune_plan` is the kit's default: backups and orphans first, a session's only copy last.
     fn level(&self) -> u8 {
         6
     }

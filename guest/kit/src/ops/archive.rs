@@ -1,0 +1,327 @@
+//! `archive`: live output into a verified gzip archive, recorded in meta, then the live copy
+//! deleted only if it did not change meanwhile.
+
+use super::stream::{verify_archive, write_archive};
+use super::{
+    archive_name, best_effort, clear_intent, entry_record, first_held, parse_meta,
+    remove_if_present, stat_record, update, Error, OUTPUT_FILE,
+};
+use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::host::{dir_err, file_err, files, obj_err, Host, Level};
+use crate::meta::{keys, EntryRecord, Intent, Meta, Patch};
+
+fn noop_outcome(now: i64) -> api::ArchiveOutcome {
+    api::ArchiveOutcome {
+        raw_bytes: 0,
+        archive_bytes: 0,
+        archive_name: None,
+        archived_at: now,
+        crc32: 0,
+    }
+}
+
+/// Archives one session: see the WIT `policy.archive`.
+pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcome, Error> {
+    let obj = h.get_object(id).map_err(obj_err)?;
+    let meta = parse_meta(&obj)?;
+    if meta.has_intent() {
+        return Err(Error::Busy(format!(
+            "session {id} has an unfinished operation; run recover first"
+        )));
+    }
+    if let Some(at) = meta.archived_at()? {
+        // Writing again would replace the only copy of the archived bytes.
+        return Err(Error::Conflict(format!(
+            "session {id} is already archived (at {at}); restore it first"
+        )));
+    }
+    if meta.pinned()? {
+        return Err(Error::Invalid(format!(
+            "session {id} is pinned ({}); unpin it to archive",
+            keys::PINNED
+        )));
+    }
+    let now = h.now_ms();
+    let stat = match h
+        .stat_file(id, OUTPUT_FILE)
+        .map_err(|e| file_err("stat live output", e))?
+    {
+        Some(s) if s.size > 0 => s,
+        _ => return Ok(noop_outcome(now)),
+    };
+    if now <= 0 {
+        // archived_at <= 0 reads as "not archived": the archive would look like a prunable backup.
+        return Err(Error::Io(format!(
+            "host clock reads {now} ms; refusing to record an archive at that time"
+        )));
+    }
+    let from = first_held(&stat);
+    if from > 0 {
+        h.log(
+            Level::Warn,
+            &format!(
+                "session {id}: circular output keeps only its last {} of {} bytes; archiving those",
+                stat.size - from,
+                stat.size
+            ),
+        );
+    }
+    let name = archive_name(id);
+    let path = h
+        .archive_path(&name)
+        .map_err(|e| dir_err("archive path", e))?;
+    let previous = h
+        .stat_archive(&name)
+        .map_err(|e| dir_err("stat archive", e))?
+        .map(|e| entry_record(&e));
+    let intent = Intent::Archive {
+        at: now,
+        name: name.clone(),
+        stat: stat_record(&stat),
+        previous,
+        restored_at: meta.get(keys::RESTORED_AT).cloned(),
+        pruned_at: meta.get(keys::PRUNED_AT).cloned(),
+    };
+    update(h, id, Patch::new().intent(&intent))?;
+
+    // Written, then verified by reading it back: nothing is recorded for an archive we cannot read.
+    let written = match write_archive(h, id, &name, from, stat.size, level)
+        .and_then(|w| verify_archive(h, &name, w.raw_len, Some(w.crc32)).map(|()| w))
+    {
+        Ok(w) => w,
+        Err(e) => {
+            // The writer aborts on a write error; a committed but unverifiable archive is ours.
+            best_effort(
+                h,
+                "remove unverified archive",
+                remove_ours(h, &name, &intent),
+            );
+            best_effort(h, "clear intent", clear_intent(h, id));
+            return Err(e);
+        }
+    };
+
+    let archived = Patch::new()
+        .set(keys::ARCHIVED_AT, now)
+        .set(keys::ARCHIVED_BYTES, written.raw_len)
+        .set(keys::ARCHIVE_PATH, path)
+        .set(keys::ARCHIVE_CRC32, written.crc32)
+        .set(keys::ARCHIVE_GZ_BYTES, written.gz_bytes)
+        .remove(keys::RESTORED_AT)
+        .remove(keys::PRUNED_AT);
+    if let Err(e) = update(h, id, archived) {
+        // If the patch did land after all, leave everything to recover; otherwise undo.
+        let landed = h
+            .get_object(id)
+            .ok()
+            .and_then(|o| Meta::parse(&o.meta).ok())
+            .and_then(|m| m.archived_at().ok().flatten());
+        if landed != Some(now) {
+            best_effort(
+                h,
+                "remove unrecorded archive",
+                remove_ours(h, &name, &intent),
+            );
+            best_effort(h, "clear intent", clear_intent(h, id));
+        }
+        return Err(e);
+    }
+
+    match h.delete_file_if_unchanged(id, OUTPUT_FILE, &stat) {
+        Ok(()) => {}
+        Err(files::Error::NotFound(_)) => {
+            h.log(
+                Level::Warn,
+                &format!("session {id}: live output was already gone; the archive is its copy"),
+            );
+        }
+        Err(files::Error::Conflict(m)) => {
+            // Appended meanwhile (logrotate's copytruncate bug): keep the live file, drop the archive.
+            let undo = undo_archived_patch(&meta);
+            update(h, id, undo)?;
+            remove_ours(h, &name, &intent)?;
+            clear_intent(h, id)?;
+            return Err(Error::Conflict(format!("session {id} was written to while being archived ({m}); live output kept, archive dropped")));
+        }
+        // Unknown outcome: the intent stays so recover finishes or rolls back.
+        Err(e) => return Err(file_err("delete live output", e)),
+    }
+    clear_intent(h, id)?;
+    h.log(
+        Level::Info,
+        &format!(
+            "session {id}: archived {} bytes into {name} ({} bytes)",
+            written.raw_len, written.gz_bytes
+        ),
+    );
+    Ok(api::ArchiveOutcome {
+        raw_bytes: written.raw_len,
+        archive_bytes: written.gz_bytes,
+        archive_name: Some(name),
+        archived_at: now,
+        crc32: written.crc32,
+    })
+}
+
+fn intent_previous(intent: &Intent) -> Option<EntryRecord> {
+    match intent {
+        Intent::Archive { previous, .. } => previous.clone(),
+        _ => None,
+    }
+}
+
+/// Removes the archive an archive intent wrote, unless what is there is still the older file
+/// that had the name before (then we never replaced it).
+pub(super) fn remove_ours<H: Host>(h: &H, name: &str, intent: &Intent) -> Result<(), Error> {
+    let now = h
+        .stat_archive(name)
+        .map_err(|e| dir_err("stat archive", e))?;
+    match now {
+        None => Ok(()),
+        Some(e) if Some(entry_record(&e)) == intent_previous(intent) => Ok(()),
+        Some(_) => remove_if_present(h, name),
+    }
+}
+
+/// The patch that takes back an archive record, restoring the keys it replaced.
+fn undo_archived_patch(before: &Meta) -> Patch {
+    Patch::new()
+        .clear_archived()
+        .set_opt(keys::RESTORED_AT, before.get(keys::RESTORED_AT).cloned())
+        .set_opt(keys::PRUNED_AT, before.get(keys::PRUNED_AT).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::super::test_fixtures::*;
+
+    use crate::gzip;
+    use crate::meta::keys;
+    use crate::ops::{self, Error, OUTPUT_FILE, SCRATCH};
+
+    #[test]
+    fn archive_then_restore_round_trips_and_keeps_the_archive_as_a_backup() {
+        let data = body(5000);
+        let h = host_with_session(&data);
+        let out = ops::archive(&h, ID, 6).unwrap();
+        assert_eq!(out.raw_bytes, data.len() as u64);
+        assert_eq!(out.crc32, crc32fast::hash(&data));
+        assert_eq!(out.archive_name.as_deref(), Some("s1.jsonl.gz"));
+        assert_eq!(h.file(ID, OUTPUT_FILE), None, "live copy freed");
+        let gz = h.archive("s1.jsonl.gz").unwrap();
+        assert_eq!(out.archive_bytes, gz.len() as u64);
+        assert_eq!(gzip::decompress(&gz, u64::MAX).unwrap(), data);
+        let m = h.meta(ID);
+        assert_eq!(m[keys::ARCHIVED_AT], NOW);
+        assert_eq!(m[keys::ARCHIVED_BYTES], data.len() as u64);
+        assert_eq!(m[keys::ARCHIVE_PATH], "/archives/s1.jsonl.gz");
+        assert_eq!(m[keys::ARCHIVE_CRC32], crc32fast::hash(&data));
+        assert!(m.get(keys::INTENT).is_none());
+
+        let r = ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!((r.archived_bytes, r.newer_bytes), (data.len() as u64, 0));
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+        assert!(
+            h.archive("s1.jsonl.gz").is_some(),
+            "the .gz stays as a backup"
+        );
+        let m = h.meta(ID);
+        for k in keys::ARCHIVED_KEYS {
+            assert!(m.get(k).is_none(), "{k} cleared");
+        }
+        assert_eq!(m[keys::RESTORED_AT], NOW);
+        assert!(h.file(ID, SCRATCH).is_none());
+    }
+
+    #[test]
+    fn archiving_missing_or_empty_output_is_a_no_op_reporting_zero_bytes() {
+        let h = host_with_session(b"");
+        let out = ops::archive(&h, ID, 6).unwrap();
+        assert_eq!((out.raw_bytes, out.archive_name), (0, None));
+        h.state.borrow_mut().files.clear();
+        assert_eq!(ops::archive(&h, ID, 6).unwrap().raw_bytes, 0);
+        assert!(h.state.borrow().archives.is_empty());
+        assert!(meta_i64(&h, keys::ARCHIVED_AT).is_none());
+    }
+
+    #[test]
+    fn archiving_an_archived_session_is_refused_so_its_only_copy_is_never_overwritten() {
+        let h = host_with_session(b"a\n");
+        ops::archive(&h, ID, 6).unwrap();
+        let before = h.archive("s1.jsonl.gz");
+        h.put_file(ID, OUTPUT_FILE, b"newer\n");
+        assert!(matches!(ops::archive(&h, ID, 6), Err(Error::Conflict(_))));
+        assert_eq!(h.archive("s1.jsonl.gz"), before);
+    }
+
+    #[test]
+    fn a_crash_before_commit_leaves_no_archive_and_the_live_copy() {
+        let data = body(100);
+        let h = host_with_session(&data);
+        h.crash_at("commit", 0, false);
+        assert!(catch_unwind(AssertUnwindSafe(|| ops::archive(&h, ID, 6))).is_err());
+        assert!(h.archive("s1.jsonl.gz").is_none());
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+        let rep = ops::recover(&h, None).unwrap();
+        assert_eq!((rep.examined, rep.rolled_back), (1, 1));
+        assert!(h.meta(ID).get(keys::INTENT).is_none());
+    }
+
+    #[test]
+    fn an_archive_that_does_not_read_back_keeps_the_live_copy() {
+        let data = body(3000);
+        let h = host_with_session(&data);
+        h.state.borrow_mut().corrupt_next_commit = true;
+        let err = ops::archive(&h, ID, 6).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+        assert!(h.archive("s1.jsonl.gz").is_none(), "bad archive removed");
+        let m = h.meta(ID);
+        assert!(m.get(keys::ARCHIVED_AT).is_none() && m.get(keys::INTENT).is_none());
+    }
+
+    #[test]
+    fn output_appended_during_archive_survives_and_the_archive_is_dropped() {
+        let data = body(100);
+        let h = host_with_session(&data);
+        h.state.borrow_mut().append_before = Some((
+            "files.delete-if-unchanged".into(),
+            ID.into(),
+            b"late\n".to_vec(),
+        ));
+        let err = ops::archive(&h, ID, 6).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        let mut want = data.clone();
+        want.extend_from_slice(b"late\n");
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), want);
+        assert!(h.archive("s1.jsonl.gz").is_none());
+        let m = h.meta(ID);
+        for k in keys::ARCHIVED_KEYS.iter().chain([&keys::INTENT]) {
+            assert!(m.get(*k).is_none(), "{k} left behind");
+        }
+    }
+
+    #[test]
+    fn a_circular_output_archives_the_bytes_it_still_holds() {
+        let h = host_with_session(b"");
+        {
+            let mut s = h.state.borrow_mut();
+            let f = s
+                .files
+                .get_mut(&(ID.to_string(), OUTPUT_FILE.to_string()))
+                .unwrap();
+            f.circular = Some(4);
+            f.held = b"cdef".to_vec();
+            f.size = 6;
+        }
+        let out = ops::archive(&h, ID, 6).unwrap();
+        assert_eq!(out.raw_bytes, 4);
+        assert_eq!(
+            gzip::decompress(&h.archive("s1.jsonl.gz").unwrap(), 10).unwrap(),
+            b"cdef"
+        );
+        assert!(h.state.borrow().logs.iter().any(|l| l.contains("circular")));
+    }
+}

@@ -1,0 +1,175 @@
+//! `prune`: classify the archives, ask the policy which to delete, delete them (tombstoning a
+//! session whose only copy goes).
+
+use super::{clear_intent, remove_if_present, update, Error};
+use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::decisions::{ArchiveClass, ArchiveInfo, Decisions};
+use crate::host::{dir_err, objects, Entry, Host, Level};
+use crate::meta::{keys, Intent, Meta, Patch};
+
+fn classify<H: Host>(h: &H, e: &Entry) -> ArchiveClass {
+    let Some(id) = e.name.strip_suffix(".jsonl.gz").filter(|id| !id.is_empty()) else {
+        return ArchiveClass::Orphan;
+    };
+    let obj = match h.get_object(id) {
+        Ok(o) => o,
+        Err(objects::Error::NotFound(_)) | Err(objects::Error::Invalid(_)) => {
+            return ArchiveClass::Orphan
+        }
+        Err(_) => return ArchiveClass::Unknown,
+    };
+    let Ok(meta) = Meta::parse(&obj.meta) else {
+        return ArchiveClass::Unknown;
+    };
+    if meta.has_intent() {
+        return ArchiveClass::InProgress;
+    }
+    // An unreadable pin counts as a pin: keeping an archive is never a loss.
+    if meta.pinned() != Ok(false) {
+        return ArchiveClass::Pinned;
+    }
+    match meta.archived_at() {
+        Ok(Some(_)) => ArchiveClass::OnlyCopy,
+        Ok(None) => ArchiveClass::Backup,
+        Err(_) => ArchiveClass::Unknown,
+    }
+}
+
+/// Lists the `.gz` files of the archive directory with their classes.
+pub fn classify_archives<H: Host>(h: &H) -> Result<Vec<ArchiveInfo>, Error> {
+    let entries = h.list_archives().map_err(|e| dir_err("list archives", e))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.name.ends_with(".gz"))
+        .map(|entry| ArchiveInfo {
+            class: classify(h, &entry),
+            entry,
+        })
+        .collect())
+}
+
+/// Deletes one picked archive after checking nothing changed since it was classified. Returns
+/// whether a session was tombstoned, or `None` when it was left alone.
+fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> {
+    let name = info.entry.name.as_str();
+    match h
+        .stat_archive(name)
+        .map_err(|e| dir_err("stat archive", e))?
+    {
+        Some(now) if now.size == info.entry.size && now.modified_ms == info.entry.modified_ms => {}
+        _ => return Ok(None),
+    }
+    let class = classify(h, &info.entry);
+    if class != info.class {
+        return Ok(None);
+    }
+    match class {
+        ArchiveClass::Backup | ArchiveClass::Orphan => {
+            remove_if_present(h, name)?;
+            Ok(Some(false))
+        }
+        ArchiveClass::OnlyCopy => {
+            // Meta never says "archived" without an archive: Tombstone first, then remove.
+            let id = name.strip_suffix(".jsonl.gz").unwrap_or(name);
+            let now = h.now_ms();
+            let intent = Intent::Prune {
+                at: now,
+                name: name.to_string(),
+            };
+            update(
+                h,
+                id,
+                Patch::new()
+                    .clear_archived()
+                    .set(keys::PRUNED_AT, now)
+                    .intent(&intent),
+            )?;
+            remove_if_present(h, name)?;
+            clear_intent(h, id)?;
+            h.log(
+                Level::Info,
+                &format!("session {id}: pruned its only archive {name}; tombstone recorded"),
+            );
+            Ok(Some(true))
+        }
+        ArchiveClass::Pinned | ArchiveClass::InProgress | ArchiveClass::Unknown => Ok(None),
+    }
+}
+
+/// Prunes archives down to the cap: see the WIT `policy.prune`.
+pub fn prune<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::PruneReport, Error> {
+    let archives = classify_archives(h)?;
+    let picks = d.prune_plan(&archives, d.cap(), h.now_ms());
+    let mut report = api::PruneReport {
+        pruned: 0,
+        tombstoned: 0,
+        bytes_freed: 0,
+        failed: Vec::new(),
+    };
+    for pick in picks {
+        let Some(info) = archives.get(pick.index) else {
+            continue;
+        };
+        match prune_one(h, info) {
+            Ok(Some(tombstoned)) => {
+                report.pruned += 1;
+                report.tombstoned += u32::from(tombstoned);
+                report.bytes_freed += info.entry.size;
+            }
+            Ok(None) => {}
+            Err(error) => report.failed.push(api::Failure {
+                target: info.entry.name.clone(),
+                error,
+            }),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+
+    use serde_json::json;
+
+    use super::super::test_fixtures::*;
+
+    use crate::meta::keys;
+    use crate::ops::{self, Error, OUTPUT_FILE};
+
+    #[test]
+    fn pruning_an_only_copy_leaves_a_tombstone_that_restore_reports() {
+        let h = host_with_session(b"x\n");
+        ops::archive(&h, ID, 6).unwrap();
+        h.state.borrow_mut().now = NOW + 5;
+        let rep = ops::prune(&h, &Simple { cap: 0 }).unwrap();
+        assert_eq!((rep.pruned, rep.tombstoned), (1, 1));
+        assert!(h.archive("s1.jsonl.gz").is_none());
+        assert_eq!(meta_i64(&h, keys::PRUNED_AT), Some(NOW + 5));
+        assert!(meta_i64(&h, keys::ARCHIVED_AT).is_none());
+        assert_eq!(
+            ops::restore(&h, ID, u64::MAX).unwrap_err(),
+            Error::Pruned(NOW + 5)
+        );
+    }
+
+    #[test]
+    fn backups_of_restored_sessions_are_pruned_before_only_copies() {
+        let h = host_with_session(b"restored\n");
+        ops::archive(&h, ID, 6).unwrap();
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        h.add_object("s2", json!({"view":"agent"}));
+        h.put_file("s2", OUTPUT_FILE, b"only copy\n");
+        ops::archive(&h, "s2", 6).unwrap();
+        // Make the only-copy the older one: order must still prefer the backup.
+        h.state
+            .borrow_mut()
+            .archives
+            .get_mut("s2.jsonl.gz")
+            .unwrap()
+            .1 = 0;
+        let one = h.archive("s2.jsonl.gz").unwrap().len() as u64;
+        let rep = ops::prune(&h, &Simple { cap: one }).unwrap();
+        assert_eq!((rep.pruned, rep.tombstoned), (1, 0));
+        assert!(h.archive("s1.jsonl.gz").is_none() && h.archive("s2.jsonl.gz").is_some());
+    }
+}

@@ -1,0 +1,185 @@
+//! Chunked copies over the host imports: live file ranges, archives through gzip, and the
+//! verified read-back every archive gets before anything is recorded.
+
+use super::{Error, CHUNK, OUTPUT_FILE};
+use crate::gzip::{DecodeSummary, GzDecoder, GzEncoder};
+use crate::host::{archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, Host};
+
+/// Collects small pieces into ~1 MiB chunks before handing them to a host call.
+pub(super) struct Chunker<'a> {
+    buf: Vec<u8>,
+    out: &'a mut dyn FnMut(&[u8]) -> Result<(), Error>,
+}
+
+impl<'a> Chunker<'a> {
+    pub(super) fn new(out: &'a mut dyn FnMut(&[u8]) -> Result<(), Error>) -> Self {
+        Chunker {
+            buf: Vec::new(),
+            out,
+        }
+    }
+    pub(super) fn push(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    pub(super) fn flush(&mut self) -> Result<(), Error> {
+        if !self.buf.is_empty() {
+            (self.out)(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Reads `zone/name` over `[from, to)` in chunks into `sink`; a file that ends early changed
+/// underneath us, which is a conflict.
+pub fn copy_file_range<H: Host>(
+    h: &H,
+    zone: &str,
+    name: &str,
+    from: u64,
+    to: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut off = from;
+    while off < to {
+        let len = (to - off).min(CHUNK as u64) as u32;
+        let data = match h.read_file(zone, name, off, len) {
+            Ok(d) => d,
+            Err(files::Error::NotFound(m)) => {
+                return Err(Error::Conflict(format!(
+                    "{zone}/{name} was deleted while being read: {m}"
+                )))
+            }
+            Err(e) => return Err(file_err("read live output", e)),
+        };
+        if data.is_empty() {
+            return Err(Error::Conflict(format!(
+                "{zone}/{name} shrank while being read (ended at {off}, expected {to})"
+            )));
+        }
+        let take = data.len().min((to - off) as usize);
+        sink(&data[..take])?;
+        off += take as u64;
+    }
+    Ok(())
+}
+
+/// Streams an archive through the gzip decoder into `sink`, refusing to inflate past `limit`.
+pub fn gunzip_archive<H: Host>(
+    h: &H,
+    name: &str,
+    limit: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<DecodeSummary, Error> {
+    let reader = match h.open_archive(name) {
+        Ok(r) => r,
+        Err(archive_dir::Error::NotFound(_)) => {
+            return Err(Error::Corrupt(format!("archive {name} is missing")))
+        }
+        Err(e) => return Err(dir_err("open archive", e)),
+    };
+    let mut dec = GzDecoder::new(limit);
+    loop {
+        let chunk = reader
+            .read(CHUNK as u32)
+            .map_err(|e| dir_err("read archive", e))?;
+        if chunk.is_empty() {
+            break;
+        }
+        dec.write(&chunk, sink)?;
+    }
+    Ok(dec.finish()?)
+}
+
+/// [`gunzip_archive`] with the archive checked against what meta records: exactly `raw_len`
+/// bytes (never inflating past them) and CRC-32 `crc` when known. Any difference is `corrupt`.
+pub(super) fn gunzip_checked<H: Host>(
+    h: &H,
+    name: &str,
+    raw_len: u64,
+    crc: Option<u32>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<DecodeSummary, Error> {
+    let summary = gunzip_archive(h, name, raw_len, sink).map_err(|e| match e {
+        Error::TooLarge(_) => Error::Corrupt(format!(
+            "archive {name} decompresses to more than the {raw_len} bytes recorded"
+        )),
+        other => other,
+    })?;
+    if summary.raw_len != raw_len {
+        return Err(Error::Corrupt(format!(
+            "archive {name} holds {} bytes, expected {raw_len}",
+            summary.raw_len
+        )));
+    }
+    if let Some(want) = crc {
+        if summary.crc32 != want {
+            return Err(Error::Corrupt(format!(
+                "archive {name} CRC-32 {:#010x}, expected {want:#010x}",
+                summary.crc32
+            )));
+        }
+    }
+    Ok(summary)
+}
+
+/// Reads an archive back and checks it holds exactly `raw_len` bytes with CRC-32 `crc` (when
+/// known). Any difference is `corrupt`.
+pub fn verify_archive<H: Host>(
+    h: &H,
+    name: &str,
+    raw_len: u64,
+    crc: Option<u32>,
+) -> Result<(), Error> {
+    gunzip_checked(h, name, raw_len, crc, &mut |_| Ok(())).map(|_| ())
+}
+
+/// What writing an archive produced.
+pub(super) struct Written {
+    pub(super) raw_len: u64,
+    pub(super) crc32: u32,
+    pub(super) gz_bytes: u64,
+}
+
+/// Streams `output[from..to)` through gzip into a new archive `name` and commits it; on any error
+/// the writer is aborted, so no file of that name is created or changed.
+pub(super) fn write_archive<H: Host>(
+    h: &H,
+    id: &str,
+    name: &str,
+    from: u64,
+    to: u64,
+    level: u8,
+) -> Result<Written, Error> {
+    let writer = h
+        .create_archive(name)
+        .map_err(|e| dir_err("create archive", e))?;
+    let result = (|| {
+        let mut enc = GzEncoder::new(level)?;
+        copy_file_range(h, id, OUTPUT_FILE, from, to, &mut |data| {
+            let gz = enc.write(data)?;
+            if !gz.is_empty() {
+                writer.write(&gz).map_err(|e| dir_err("write archive", e))?;
+            }
+            Ok(())
+        })?;
+        let (raw_len, crc32) = (enc.raw_len(), enc.crc32());
+        writer
+            .write(&enc.finish()?)
+            .map_err(|e| dir_err("write archive", e))?;
+        let entry = writer.commit().map_err(|e| dir_err("commit archive", e))?;
+        Ok(Written {
+            raw_len,
+            crc32,
+            gz_bytes: entry.size,
+        })
+    })();
+    if result.is_err() {
+        writer.abort();
+    }
+    result
+}
