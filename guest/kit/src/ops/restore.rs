@@ -48,9 +48,22 @@ pub fn restore<H: Host>(
 
     let newer = match restore_into_place(h, id, &name, raw_len, crc) {
         Ok(n) => n,
-        Err(e) => {
+        Err(PlaceError::Failed(e)) => {
             best_effort(h, "delete scratch file", delete_if_present(h, id, SCRATCH));
             best_effort(h, "clear intent", clear_intent(h, id));
+            return Err(e);
+        }
+        // The rename may have committed: the scratch file may now be `output`, and clearing the
+        // intent would leave meta saying "archived" over restored bytes (a later restore would
+        // duplicate them). Recovery reads `output` and decides.
+        Err(PlaceError::OutcomeUnknown(e)) => {
+            h.log(
+                Level::Warn,
+                &format!(
+                    "session {id}: the rename of the restored output failed with an unknown \
+                     outcome; the restore intent stays for recover to decide: {e:?}"
+                ),
+            );
             return Err(e);
         }
     };
@@ -73,6 +86,20 @@ pub fn restore<H: Host>(
     })
 }
 
+/// Why a restore could not put its output in place.
+enum PlaceError {
+    /// Nothing was put in place: the scratch file can go and the intent can be cleared.
+    Failed(Error),
+    /// The final rename failed with an I/O error: it may or may not have committed.
+    OutcomeUnknown(Error),
+}
+
+impl From<Error> for PlaceError {
+    fn from(e: Error) -> Self {
+        PlaceError::Failed(e)
+    }
+}
+
 /// Builds [`SCRATCH`] = archive bytes + live bytes, then renames it over `output` only if
 /// the live file did not change since we copied it (nothing written after archiving is lost). Returns the number of live bytes kept.
 fn restore_into_place<H: Host>(
@@ -81,7 +108,7 @@ fn restore_into_place<H: Host>(
     name: &str,
     raw_len: u64,
     crc: Option<u32>,
-) -> Result<u64, Error> {
+) -> Result<u64, PlaceError> {
     delete_if_present(h, id, SCRATCH)?;
     h.create_file(id, SCRATCH)
         .map_err(|e| file_err("create scratch file", e))?;
@@ -111,7 +138,8 @@ fn restore_into_place<H: Host>(
             if s.size < pos || created.is_some_and(|c| c != s.created_ms) {
                 return Err(Error::Conflict(format!(
                     "live output of {id} was replaced during restore"
-                )));
+                ))
+                .into());
             }
             created = Some(s.created_ms);
             let mut chunker = Chunker::new(&mut append);
@@ -119,19 +147,26 @@ fn restore_into_place<H: Host>(
             chunker.flush()?;
             pos = s.size;
         } else if live_from.is_some() {
-            return Err(Error::Conflict(format!(
-                "live output of {id} was deleted during restore"
-            )));
+            return Err(
+                Error::Conflict(format!("live output of {id} was deleted during restore")).into(),
+            );
         }
         match h.rename_file_if_unchanged(id, SCRATCH, OUTPUT_FILE, live.as_ref()) {
             Ok(()) => return Ok(pos - live_from.unwrap_or(0)),
             Err(files::Error::Conflict(_)) => continue,
-            Err(e) => return Err(file_err("rename restored output into place", e)),
+            Err(e @ files::Error::Io(_)) => {
+                return Err(PlaceError::OutcomeUnknown(file_err(
+                    "rename restored output into place",
+                    e,
+                )))
+            }
+            Err(e) => return Err(file_err("rename restored output into place", e).into()),
         }
     }
     Err(Error::Conflict(format!(
         "live output of {id} kept changing; restore gave up after {RENAME_ATTEMPTS} attempts"
-    )))
+    ))
+    .into())
 }
 
 #[cfg(test)]
