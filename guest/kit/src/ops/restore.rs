@@ -2,7 +2,7 @@
 
 use super::stream::{copy_file_range, gunzip_checked, Chunker};
 use super::{
-    archived_source, best_effort, clear_intent, delete_if_present, first_held, parse_meta, update,
+    archived_source, best_effort, clear_intent, delete_if_present, newer_start, parse_meta, update,
     Error, OUTPUT_FILE, SCRATCH,
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
@@ -131,7 +131,10 @@ fn restore_into_place<H: Host>(
             .stat_file(id, OUTPUT_FILE)
             .map_err(|e| file_err("stat live output", e))?;
         if let Some(s) = &live {
-            let from = *live_from.get_or_insert_with(|| first_held(s));
+            let from = match live_from {
+                Some(f) => f,
+                None => *live_from.insert(newer_start(h, id, s, name, raw_len, crc)?),
+            };
             if pos == 0 {
                 pos = from;
             }
