@@ -5,24 +5,23 @@
 //! wasmtime `Store` (an instance that trapped is unusable, and a policy keeps no state between
 //! calls). Archive, restore and export hold the session's lock ([`SessionLocks`]).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use crate::bindings::guest::{self, Action};
-use crate::error::{describe_policy_error, ArchiverError, Op};
-use crate::host::Stores;
+use crate::bindings::guest::{self, PlanScope};
+use crate::error::{describe_policy_error, ArchiverError, Op, PolicyError};
+use crate::host::{HostState, Stores};
 use crate::locks::SessionLocks;
 use crate::policy::{LoadedPolicy, PolicyId, PolicySlot};
 use crate::runtime::Runtime;
+use crate::sweep::{self, Recovery};
 
 pub use crate::bindings::guest::{
     ArchiveOutcome, ExportOutcome, PruneReport, RecoverReport, RestoreOutcome, SweepPlan,
-    SweepReport,
 };
+pub use crate::sweep::{SweepFailure, SweepProgress, SweepSummary};
 
 /// A result together with the policy that produced it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -62,63 +61,11 @@ pub struct SwapOutcome {
     pub from_cache: bool,
 }
 
-/// Sweep progress: one call per finished archive decision.
-#[derive(Debug, Clone, Copy)]
-pub struct SweepProgress<'a> {
-    pub done: usize,
-    pub total: usize,
-    /// The session just handled.
-    pub id: &'a str,
-}
-
-/// One session (or step) a sweep could not handle.
-#[derive(Debug, serde::Serialize)]
-pub struct SweepFailure {
-    /// Session id, archive name, or `prune`.
-    pub target: String,
-    pub op: Op,
-    /// [`ArchiverError::code`].
-    pub code: &'static str,
-    /// The full message.
-    pub message: String,
-    #[serde(skip)]
-    pub error: ArchiverError,
-}
-
-impl SweepFailure {
-    fn new(target: &str, op: Op, error: ArchiverError) -> Self {
-        SweepFailure {
-            target: target.to_string(),
-            op,
-            code: error.code(),
-            message: error.to_string(),
-            error,
-        }
-    }
-}
-
-/// What a host-driven (parallel) sweep did. Counts are exact: every planned session ends in
-/// exactly one of `archived`, `skipped` or `failed`.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct SweepSummary {
-    /// Objects looked at by the plan.
-    pub scanned: u32,
-    /// Sessions archived.
-    pub archived: u32,
-    /// Interrupted operations finished or rolled back.
-    pub recovered: u32,
-    /// Sessions skipped, by reason (the plan's reasons plus `locked` and `nothing-to-archive`).
-    pub skipped: BTreeMap<String, u32>,
-    /// Sessions or steps that failed; the sweep went on.
-    pub failed: Vec<SweepFailure>,
-    /// Raw bytes moved out of the live store.
-    pub bytes_archived: u64,
-    /// Compressed bytes written.
-    pub bytes_written: u64,
-    /// The prune that followed (`None` if it failed: see `failed`).
-    pub prune: Option<PruneReport>,
-    /// Worker threads used for the archive step.
-    pub workers: usize,
+/// The policy and config one operation (or one whole sweep) runs with, taken together at its
+/// start so a swap or a config change meanwhile never mixes the two.
+pub(crate) struct Snapshot {
+    pub(crate) policy: Arc<LoadedPolicy>,
+    pub(crate) config: String,
 }
 
 /// The archiver: stores + runtime + swappable policy + config.
@@ -254,50 +201,65 @@ impl Archiver {
     }
 
     /// The policy and config for one operation, taken together at its start.
-    fn snapshot(&self) -> (Arc<LoadedPolicy>, String) {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let config = self.config.lock().unwrap_or_else(|p| p.into_inner());
-        (self.slot.current(), config.clone())
+        Snapshot {
+            policy: self.slot.current(),
+            config: config.clone(),
+        }
+    }
+
+    /// Runs one policy operation on a fresh wasmtime `Store` with `snap`'s policy and config
+    /// (passed to `call` as the config text), and tags the result with that policy.
+    pub(crate) fn run_op<T>(
+        &self,
+        snap: &Snapshot,
+        op: Op,
+        target: Option<&str>,
+        call: impl FnOnce(
+            &guest::Guest,
+            &mut wasmtime::Store<HostState>,
+            &str,
+        ) -> wasmtime::Result<Result<T, PolicyError>>,
+    ) -> Result<Served<T>, ArchiverError> {
+        let (value, _) =
+            self.runtime
+                .run(&snap.policy, &self.stores, None, op, target, |g, s| {
+                    call(g, s, &snap.config)
+                })?;
+        Ok(Served {
+            policy: snap.policy.id(),
+            value,
+        })
+    }
+
+    /// Snapshots the policy and config, then [`Archiver::run_op`].
+    fn serve<T>(
+        &self,
+        op: Op,
+        target: Option<&str>,
+        call: impl FnOnce(
+            &guest::Guest,
+            &mut wasmtime::Store<HostState>,
+            &str,
+        ) -> wasmtime::Result<Result<T, PolicyError>>,
+    ) -> Result<Served<T>, ArchiverError> {
+        self.run_op(&self.snapshot(), op, target, call)
     }
 
     /// Archives session `id`, holding its lock.
     pub fn archive(&self, id: &str) -> Result<Served<ArchiveOutcome>, ArchiverError> {
         let _lock = self.locks.lock(id)?;
-        let (policy, config) = self.snapshot();
-        self.archive_locked(&policy, &config, id)
-    }
-
-    fn archive_locked(
-        &self,
-        policy: &LoadedPolicy,
-        config: &str,
-        id: &str,
-    ) -> Result<Served<ArchiveOutcome>, ArchiverError> {
-        let (value, _) =
-            self.runtime
-                .run(policy, &self.stores, None, Op::Archive, Some(id), |g, s| {
-                    g.call_archive(s, config, id)
-                })?;
-        Ok(Served {
-            policy: policy.id(),
-            value,
+        self.serve(Op::Archive, Some(id), |g, s, config| {
+            g.call_archive(s, config, id)
         })
     }
 
     /// Restores session `id` into the live store, holding its lock.
     pub fn restore(&self, id: &str) -> Result<Served<RestoreOutcome>, ArchiverError> {
         let _lock = self.locks.lock(id)?;
-        let (policy, config) = self.snapshot();
-        let (value, _) = self.runtime.run(
-            &policy,
-            &self.stores,
-            None,
-            Op::Restore,
-            Some(id),
-            |g, s| g.call_restore(s, &config, id),
-        )?;
-        Ok(Served {
-            policy: policy.id(),
-            value,
+        self.serve(Op::Restore, Some(id), |g, s, config| {
+            g.call_restore(s, config, id)
         })
     }
 
@@ -310,7 +272,7 @@ impl Archiver {
         mut out: W,
     ) -> Result<Served<ExportOutcome>, ArchiverError> {
         let _lock = self.locks.lock(id)?;
-        let (policy, config) = self.snapshot();
+        let Snapshot { policy, config } = self.snapshot();
         let (tx, rx) = sync_channel::<Vec<u8>>(2);
         let sink = Box::new(ChannelSink(tx));
         let (result, write_error) = std::thread::scope(|scope| {
@@ -364,249 +326,78 @@ impl Archiver {
         })
     }
 
-    /// A dry run of a sweep.
+    /// A dry run of a sweep: the sessions it would archive or recover and the archives it would
+    /// prune now, with reasons.
     pub fn plan(&self) -> Result<Served<SweepPlan>, ArchiverError> {
-        let (policy, config) = self.snapshot();
-        let value = self.plan_with(&policy, &config)?;
-        Ok(Served {
-            policy: policy.id(),
-            value,
+        self.serve(Op::Plan, None, |g, s, config| {
+            g.call_plan(s, config, PlanScope::Full)
         })
-    }
-
-    fn plan_with(&self, policy: &LoadedPolicy, config: &str) -> Result<SweepPlan, ArchiverError> {
-        let (plan, _) = self
-            .runtime
-            .run(policy, &self.stores, None, Op::Plan, None, |g, s| {
-                g.call_plan(s, config)
-            })?;
-        Ok(plan)
     }
 
     /// Only the prune step.
     pub fn prune(&self) -> Result<Served<PruneReport>, ArchiverError> {
-        let (policy, config) = self.snapshot();
-        let (value, _) =
-            self.runtime
-                .run(&policy, &self.stores, None, Op::Prune, None, |g, s| {
-                    g.call_prune(s, &config)
-                })?;
-        Ok(Served {
-            policy: policy.id(),
-            value,
+        self.serve(Op::Prune, None, |g, s, config| g.call_prune(s, config))
+    }
+
+    /// Finishes or rolls back the interrupted operation of session `id`, waiting for its lock.
+    pub fn recover(&self, id: &str) -> Result<Served<RecoverReport>, ArchiverError> {
+        let _lock = self.locks.lock(id)?;
+        self.serve(Op::Recover, Some(id), |g, s, config| {
+            g.call_recover(s, config, id)
         })
     }
 
-    /// Finishes or rolls back interrupted operations: of session `id` (waiting for its lock),
-    /// or of every session the plan marks `recover` (skipping those locked by a running
-    /// operation, whose intent is not stale). Also removes temp files writers left behind.
-    pub fn recover(&self, id: Option<&str>) -> Result<Served<RecoverReport>, ArchiverError> {
-        let (policy, config) = self.snapshot();
-        let value = match id {
-            Some(id) => {
-                let _lock = self.locks.lock(id)?;
-                self.recover_locked(&policy, &config, id)?
-            }
-            None => {
-                self.clean_temps();
-                let plan = self.plan_with(&policy, &config)?;
-                let mut total = empty_recover_report();
-                for d in plan
-                    .decisions
-                    .iter()
-                    .filter(|d| d.action == Action::Recover)
-                {
-                    let Some(_lock) = self.locks.try_lock(&d.target)? else {
-                        continue;
-                    };
-                    match self.recover_locked(&policy, &config, &d.target) {
-                        Ok(r) => add_recover(&mut total, r),
-                        Err(e) => {
-                            total.examined += 1;
-                            total.failed.push(guest::Failure {
-                                target: d.target.clone(),
-                                error: as_policy_error(e),
-                            });
-                        }
-                    }
-                }
-                total
-            }
+    /// Finishes or rolls back every pending operation: the host finds the sessions whose meta
+    /// records one ([`sweep::pending_sessions`], whatever the policy would select), skipping
+    /// those locked by a running operation (whose intent is not stale). Also removes temp files
+    /// writers left behind.
+    pub fn recover_pending(&self) -> Result<Served<RecoverReport>, ArchiverError> {
+        let snap = self.snapshot();
+        self.clean_temps();
+        let pending = sweep::pending_sessions(&self.stores)?;
+        let mut total = RecoverReport {
+            examined: 0,
+            finished: 0,
+            rolled_back: 0,
+            failed: Vec::new(),
         };
+        for (id, recovery) in sweep::recover_each(self, &snap, pending)? {
+            match recovery {
+                Recovery::Locked => {}
+                Recovery::Ran(Ok(r)) => add_recover(&mut total, r),
+                Recovery::Ran(Err(e)) => {
+                    total.examined = total.examined.saturating_add(1);
+                    total.failed.push(guest::Failure {
+                        target: id,
+                        error: as_policy_error(e),
+                    });
+                }
+            }
+        }
         Ok(Served {
-            policy: policy.id(),
-            value,
+            policy: snap.policy.id(),
+            value: total,
         })
-    }
-
-    fn recover_locked(
-        &self,
-        policy: &LoadedPolicy,
-        config: &str,
-        id: &str,
-    ) -> Result<RecoverReport, ArchiverError> {
-        let (r, _) =
-            self.runtime
-                .run(policy, &self.stores, None, Op::Recover, Some(id), |g, s| {
-                    g.call_recover(s, config, Some(id))
-                })?;
-        Ok(r)
     }
 
     /// Removes writer temp files old enough that no live operation can own them (twice the
     /// operation deadline).
-    fn clean_temps(&self) {
+    pub(crate) fn clean_temps(&self) {
         let min_age = (self.runtime.limits().deadline.as_millis() as i64).saturating_mul(2);
         if let Err(e) = self.stores.archive_dir.clean_temps(min_age) {
             tracing::warn!("cleaning archive temp files: {e}");
         }
     }
 
-    /// The policy's own single-instance sweep (recover, archive, prune in one guest call, no
-    /// session locks, one core).
-    pub fn sweep_in_guest(&self) -> Result<Served<SweepReport>, ArchiverError> {
-        let (policy, config) = self.snapshot();
-        self.clean_temps();
-        let (value, _) =
-            self.runtime
-                .run(&policy, &self.stores, None, Op::Sweep, None, |g, s| {
-                    g.call_sweep(s, &config)
-                })?;
-        Ok(Served {
-            policy: policy.id(),
-            value,
-        })
-    }
-
-    /// A sweep driven by the host: recover what the plan marks, then the policy's `archive`
-    /// decisions on up to [`Archiver::workers`] threads (one `Store` each, the compiled policy
-    /// shared), then `prune`. Sessions locked by another operation are skipped (`locked`).
-    /// The whole sweep uses the policy and config current when it starts.
+    /// The sweep ([`crate::sweep`]): recover pending operations, archive what the policy's plan
+    /// selects on up to [`Archiver::workers`] threads, then prune. Sessions locked by another
+    /// operation are skipped (`locked`). The whole sweep uses the policy and config current
+    /// when it starts.
     pub fn sweep(
         &self,
         progress: impl Fn(SweepProgress<'_>) + Sync,
     ) -> Result<Served<SweepSummary>, ArchiverError> {
-        let (policy, config) = self.snapshot();
-        self.clean_temps();
-        let mut summary = SweepSummary::default();
-
-        let mut plan = self.plan_with(&policy, &config)?;
-        let mut recovered_any = false;
-        for d in plan
-            .decisions
-            .iter()
-            .filter(|d| d.action == Action::Recover)
-        {
-            let Some(_lock) = self.locks.try_lock(&d.target)? else {
-                *summary.skipped.entry("locked".into()).or_default() += 1;
-                continue;
-            };
-            match self.recover_locked(&policy, &config, &d.target) {
-                Ok(r) => {
-                    summary.recovered = summary
-                        .recovered
-                        .saturating_add(r.finished.saturating_add(r.rolled_back));
-                    recovered_any = true;
-                    for f in r.failed {
-                        let error = ArchiverError::Policy {
-                            policy: policy.display_name(),
-                            op: Op::Recover,
-                            target: Some(f.target.clone()),
-                            error: f.error,
-                        };
-                        summary
-                            .failed
-                            .push(SweepFailure::new(&f.target, Op::Recover, error));
-                    }
-                }
-                Err(e) => summary
-                    .failed
-                    .push(SweepFailure::new(&d.target, Op::Recover, e)),
-            }
-        }
-        if recovered_any {
-            // A recovered session may now be archivable (or no longer): decide afresh.
-            plan = self.plan_with(&policy, &config)?;
-        }
-        summary.scanned = plan.scanned;
-        for s in &plan.skipped {
-            let n = summary.skipped.entry(s.reason.clone()).or_default();
-            *n = n.saturating_add(s.count);
-        }
-
-        // Largest first: the workers then finish together instead of one of them starting the
-        // biggest session last while the others idle (longest-processing-time scheduling).
-        let mut due: Vec<&guest::Decision> = plan
-            .decisions
-            .iter()
-            .filter(|d| d.action == Action::Archive)
-            .collect();
-        due.sort_by_key(|d| std::cmp::Reverse(d.bytes));
-        let targets: Vec<&str> = due.iter().map(|d| d.target.as_str()).collect();
-        let total = targets.len();
-        let workers = self.workers.min(total).max(1);
-        summary.workers = workers;
-        let next = AtomicUsize::new(0);
-        let done = AtomicUsize::new(0);
-        let results = Mutex::new(Vec::with_capacity(total));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&id) = targets.get(i) else { break };
-                    let outcome = match self.locks.try_lock(id) {
-                        Ok(Some(_lock)) => self.archive_locked(&policy, &config, id).map(Some),
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e),
-                    };
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((i, outcome));
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    progress(SweepProgress { done: n, total, id });
-                });
-            }
-        });
-        let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-        results.sort_by_key(|(i, _)| *i);
-        for (i, outcome) in results {
-            let id = targets[i];
-            match outcome {
-                Ok(Some(served)) if served.value.raw_bytes > 0 => {
-                    summary.archived += 1;
-                    summary.bytes_archived = summary
-                        .bytes_archived
-                        .saturating_add(served.value.raw_bytes);
-                    summary.bytes_written = summary
-                        .bytes_written
-                        .saturating_add(served.value.archive_bytes);
-                }
-                Ok(Some(_)) => {
-                    *summary
-                        .skipped
-                        .entry("nothing-to-archive".into())
-                        .or_default() += 1
-                }
-                Ok(None) => *summary.skipped.entry("locked".into()).or_default() += 1,
-                Err(e) => summary.failed.push(SweepFailure::new(id, Op::Archive, e)),
-            }
-        }
-
-        match self
-            .runtime
-            .run(&policy, &self.stores, None, Op::Prune, None, |g, s| {
-                g.call_prune(s, &config)
-            }) {
-            Ok((report, _)) => summary.prune = Some(report),
-            Err(e) => summary
-                .failed
-                .push(SweepFailure::new("prune", Op::Prune, e)),
-        }
-        Ok(Served {
-            policy: policy.id(),
-            value: summary,
-        })
+        sweep::run(self, progress)
     }
 
     /// Loads the policy at `path` and, if it loads, passes `info` and accepts the current
@@ -632,15 +423,6 @@ impl Archiver {
     }
 }
 
-fn empty_recover_report() -> RecoverReport {
-    RecoverReport {
-        examined: 0,
-        finished: 0,
-        rolled_back: 0,
-        failed: Vec::new(),
-    }
-}
-
 fn add_recover(total: &mut RecoverReport, r: RecoverReport) {
     // Saturating: these numbers come from the policy, which may be garbage.
     total.examined = total.examined.saturating_add(r.examined);
@@ -654,12 +436,6 @@ fn as_policy_error(e: ArchiverError) -> guest::Error {
     match e {
         ArchiverError::Policy { error, .. } => error,
         other => guest::Error::Io(other.to_string()),
-    }
-}
-
-impl std::fmt::Display for SweepFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.op, self.target, self.message)
     }
 }
 

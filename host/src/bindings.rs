@@ -32,4 +32,4 @@ pub use exports::session_archiver::policy::policy as guest;
 /// The package and version the host implements, for load-time diagnostics.
 pub const WIT_PACKAGE: &str = "session-archiver:policy";
 /// The WIT version of [`WIT_PACKAGE`] the host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";

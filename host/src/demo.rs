@@ -10,10 +10,7 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
-use crate::store::{FileOpts, FileStore, Meta, ObjectStore, StoreError, OUTPUT_FILE};
-
-/// One day in milliseconds.
-const DAY_MS: i64 = 86_400_000;
+use crate::store::{FileOpts, FileStore, Meta, ObjectStore, StoreError, DAY_MS, OUTPUT_FILE};
 
 /// Chunks [`session_jsonl`] yields are about this big (whole lines; well under `MAX_CHUNK`).
 pub const CHUNK_BYTES: usize = 1 << 20;

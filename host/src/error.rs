@@ -18,7 +18,6 @@ pub enum Op {
     Restore,
     Export,
     Plan,
-    Sweep,
     Prune,
     Recover,
 }
@@ -32,7 +31,6 @@ impl fmt::Display for Op {
             Op::Restore => "restore",
             Op::Export => "export",
             Op::Plan => "plan",
-            Op::Sweep => "sweep",
             Op::Prune => "prune",
             Op::Recover => "recover",
         })

@@ -14,3 +14,4 @@ pub mod locks;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+pub mod sweep;

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
 use cli_support::{archiver, code, demo, json, meta, ok, policy, run, stderr};
 use serde_json::Value;
+use session_archiver::store::DAY_MS;
 
 /// The sessions a plan would archive, largest first.
 fn planned_archives(plan: &Value) -> Vec<(String, u64)> {
@@ -207,7 +208,7 @@ fn policy_info_says_who_the_policy_is() {
     c.args(["policy", "info"]).arg(&path).arg("--json");
     let v: Value = serde_json::from_str(&ok(c)).unwrap();
     assert_eq!(v["name"], "inactivity");
-    assert_eq!(v["wit"], "session-archiver:policy@0.1.0");
+    assert_eq!(v["wit"], "session-archiver:policy@0.2.0");
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
     assert!(!v["description"].as_str().unwrap().is_empty());
     let mut c = archiver(tmp.path());
@@ -325,7 +326,6 @@ fn help_documents_exit_codes_and_the_json_fields() {
 // A data directory the app made: the Wave schema and rows written with plain SQL.
 
 const PART: usize = 64 * 1024;
-const DAY_MS: i64 = 86_400_000;
 
 /// `n` JSONL lines of about 100 bytes each.
 fn jsonl(n: usize, tag: &str) -> Vec<u8> {

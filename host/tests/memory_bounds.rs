@@ -32,7 +32,7 @@ fn archive_export_and_restore_of_a_24_mib_session_keep_guest_memory_under_16_mib
     }
     let meta = serde_json::json!({
         "view": "agent",
-        "session:last_activity_ms": common::now_ms() - 30 * 86_400_000,
+        "session:last_activity_ms": common::now_ms() - 30 * session_archiver::store::DAY_MS,
         "session:line_count": lines,
     });
     let serde_json::Value::Object(meta) = meta else {

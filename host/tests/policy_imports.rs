@@ -27,7 +27,7 @@ fn every_built_policy_imports_only_session_archiver_interfaces() {
         assert!(!imports.is_empty(), "{policy}: no imports decoded");
         for import in &imports {
             assert!(
-                import.starts_with("session-archiver:policy/") && import.ends_with("@0.1.0"),
+                import.starts_with("session-archiver:policy/") && import.ends_with("@0.2.0"),
                 "{policy} imports {import}, which is not one of our interfaces"
             );
             assert!(!import.starts_with("wasi:"), "{policy} imports {import}");
@@ -48,7 +48,7 @@ fn the_default_policy_imports_exactly_the_six_host_interfaces() {
         "objects",
     ]
     .iter()
-    .map(|i| format!("session-archiver:policy/{i}@0.1.0"))
+    .map(|i| format!("session-archiver:policy/{i}@0.2.0"))
     .collect();
     assert_eq!(imports, expected);
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use session_archiver::bindings::WIT_VERSION;
 use session_archiver::error::{ArchiverError, Op};
 
 #[test]
@@ -49,7 +50,7 @@ fn a_core_module_is_refused_as_not_a_component() {
 
 #[test]
 fn a_truncated_component_is_a_load_error_not_a_panic() {
-    let mut bytes = our_world_component("0.1.0");
+    let mut bytes = our_world_component(WIT_VERSION);
     bytes.truncate(bytes.len() / 2);
     let err = runtime().load_bytes(&bytes, "half.wasm").unwrap_err();
     assert!(matches!(err, ArchiverError::Load { .. }), "{err:?}");
@@ -73,16 +74,19 @@ fn a_component_without_the_policy_export_is_refused_as_another_world() {
         .unwrap_err();
     assert!(matches!(err, ArchiverError::WrongWorld { .. }), "{err:?}");
     assert!(
-        err.to_string()
-            .contains("does not export session-archiver:policy/policy@0.1.0"),
+        err.to_string().contains(&format!(
+            "does not export session-archiver:policy/policy@{WIT_VERSION}"
+        )),
         "{err}"
     );
 }
 
 #[test]
-fn a_component_built_for_another_wit_version_is_refused_as_incompatible() {
+fn a_policy_built_for_wit_0_1_0_is_refused_as_incompatible() {
+    // 0.1.0 had the in-guest `sweep` and `recover(option<string>)`; this host speaks 0.2.0.
+    assert_eq!(WIT_VERSION, "0.2.0");
     let err = runtime()
-        .load_bytes(&our_world_component("0.2.0"), "v2.wasm")
+        .load_bytes(&our_world_component("0.1.0"), "v1.wasm")
         .unwrap_err();
     let ArchiverError::Incompatible {
         found, expected, ..
@@ -90,11 +94,11 @@ fn a_component_built_for_another_wit_version_is_refused_as_incompatible() {
     else {
         panic!("{err:?}")
     };
-    assert_eq!(found, "session-archiver:policy@0.2.0");
-    assert_eq!(expected, "session-archiver:policy@0.1.0");
+    assert_eq!(found, "session-archiver:policy@0.1.0");
+    assert_eq!(expected, "session-archiver:policy@0.2.0");
     assert!(
         err.to_string()
-            .contains("was built for WIT session-archiver:policy@0.2.0"),
+            .contains("was built for WIT session-archiver:policy@0.1.0"),
         "{err}"
     );
 }
@@ -103,7 +107,7 @@ fn a_component_built_for_another_wit_version_is_refused_as_incompatible() {
 fn a_policy_whose_info_traps_is_rejected_naming_the_operation() {
     // A dummy component of our world: every export is `unreachable`.
     let err = runtime()
-        .load_bytes(&our_world_component("0.1.0"), "dummy.wasm")
+        .load_bytes(&our_world_component(WIT_VERSION), "dummy.wasm")
         .unwrap_err();
     let ArchiverError::Trap { op, policy, .. } = &err else {
         panic!("{err:?}")

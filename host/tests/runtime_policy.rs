@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -220,16 +221,39 @@ fn a_parallel_sweep_archives_exactly_the_planned_sessions_and_counts_the_rest() 
 }
 
 #[test]
-fn the_parallel_sweep_and_the_guest_sweep_agree() {
-    let (m1, m2) = (mem_stores(), mem_stores());
-    seed_sweep_fixture(&m1);
-    seed_sweep_fixture(&m2);
-    let host = archiver(&m1, 2).sweep(|_| {}).unwrap().value;
-    let guest = archiver(&m2, 1).sweep_in_guest().unwrap().value;
-    assert_eq!(host.archived, guest.archived);
-    assert_eq!(host.scanned, guest.scanned);
-    assert_eq!(host.bytes_archived, guest.bytes_archived);
-    assert_eq!(host.bytes_written, guest.bytes_written);
+fn a_parallel_sweeps_skip_codes_and_counts_equal_the_plans_by_code() {
+    // One sweep owner: whatever the worker count, the sweep archives what the plan selects and
+    // counts the rest under the plan's codes.
+    for workers in [1, 2] {
+        let mem = mem_stores();
+        seed_sweep_fixture(&mem);
+        let a = archiver(&mem, workers);
+        let plan = a.plan().unwrap().value;
+        let s = a.sweep(|_| {}).unwrap().value;
+        let planned_skips: BTreeMap<String, u32> = plan
+            .skipped
+            .iter()
+            .map(|k| (k.reason.clone(), k.count))
+            .collect();
+        assert_eq!(s.skipped, planned_skips, "workers={workers}");
+        assert_eq!(
+            (s.skipped.get("recent"), s.skipped.get("not-agent")),
+            (Some(&5), Some(&3)),
+            "workers={workers}"
+        );
+        let due: Vec<_> = plan
+            .decisions
+            .iter()
+            .filter(|d| d.action == guest::Action::Archive)
+            .collect();
+        assert_eq!(s.scanned, plan.scanned, "workers={workers}");
+        assert_eq!(s.archived as usize, due.len(), "workers={workers}");
+        assert_eq!(
+            s.bytes_archived,
+            due.iter().map(|d| d.bytes).sum::<u64>(),
+            "workers={workers}"
+        );
+    }
 }
 
 #[test]

@@ -185,7 +185,11 @@ fn a_swap_to_a_policy_whose_info_traps_keeps_the_old_policy() {
     let old = archiver.current_policy().id();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trap.wasm");
-    std::fs::write(&path, our_world_component("0.1.0")).unwrap();
+    std::fs::write(
+        &path,
+        our_world_component(session_archiver::bindings::WIT_VERSION),
+    )
+    .unwrap();
     assert!(matches!(
         archiver.swap_policy(&path),
         Err(ArchiverError::Trap { .. })

@@ -5,8 +5,8 @@ use session_archiver::store::{FileOpts, FileStore, Meta, ObjectStore, OUTPUT_FIL
 
 use crate::MockHost;
 
-/// One day in milliseconds (the seed's unit of inactivity).
-pub const DAY_MS: i64 = 86_400_000;
+/// One day in milliseconds: the library's constant, so tests say `fixtures::DAY_MS`.
+pub use session_archiver::store::DAY_MS;
 
 /// `n` lines of agent-style JSONL, deterministic in `seed`, each ending in `\n`.
 pub fn jsonl_lines(seed: u64, n: usize) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! Bad archives (issue 5, group 3): every truncation of a valid archive, every bit of its trailer
+//! Bad archives: every truncation of a valid archive, every bit of its trailer
 //! flipped, trailing garbage, and a gzip bomb. Each gives a typed `corrupt` (or `too-large`)
 //! error and leaves the session's meta and live data exactly as they were: a failed restore must
 //! never cost the bytes that are still safe.

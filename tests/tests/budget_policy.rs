@@ -135,46 +135,34 @@ fn a_budget_plan_writes_nothing() {
 
 #[test]
 fn a_budget_sweep_does_what_its_plan_said_and_leaves_live_output_under_budget() {
-    for in_guest in [false, true] {
-        let host = store();
-        let budget = host.archiver("budget", BUDGET);
-        let plan = planned(&budget);
-        let (archived, failed) = if in_guest {
-            let r = budget.sweep_in_guest().expect("sweep").value;
-            (r.archived, r.failed.len())
-        } else {
-            let r = budget.sweep(|_| {}).expect("sweep").value;
-            (r.archived, r.failed.len())
-        };
-        assert_eq!((archived, failed), (2, 0), "in_guest={in_guest}");
-        for id in [
-            "a-month-old-small",
-            "b-three-days-big",
-            "c-two-hours-big",
-            "d-hot",
-        ] {
-            let live = host.output(id).is_some();
-            assert_eq!(
-                live,
-                !plan.contains(&id.to_string()),
-                "{id} (in_guest={in_guest})"
-            );
-        }
-        let live: usize = ["c-two-hours-big", "d-hot", "e-pinned-old"]
-            .iter()
-            .map(|id| host.output(id).map_or(0, |o| o.len()))
-            .sum();
-        assert!(live <= 310_000, "{live}");
-        // The archive holds exactly the bytes, and a second plan has nothing left to archive.
-        let gz = host
-            .archive_bytes("b-three-days-big.jsonl.gz")
-            .expect("archive");
-        assert_eq!(gunzip(&gz).len(), 200_000);
-        assert!(planned(&budget).is_empty());
-        // Restore works as with any policy.
-        budget.restore("b-three-days-big").expect("restore");
-        assert_eq!(host.output("b-three-days-big").unwrap().len(), 200_000);
+    let host = store();
+    let budget = host.archiver("budget", BUDGET);
+    let plan = planned(&budget);
+    let r = budget.sweep(|_| {}).expect("sweep").value;
+    assert_eq!((r.archived, r.failed.len()), (2, 0));
+    for id in [
+        "a-month-old-small",
+        "b-three-days-big",
+        "c-two-hours-big",
+        "d-hot",
+    ] {
+        let live = host.output(id).is_some();
+        assert_eq!(live, !plan.contains(&id.to_string()), "{id}");
     }
+    let live: usize = ["c-two-hours-big", "d-hot", "e-pinned-old"]
+        .iter()
+        .map(|id| host.output(id).map_or(0, |o| o.len()))
+        .sum();
+    assert!(live <= 310_000, "{live}");
+    // The archive holds exactly the bytes, and a second plan has nothing left to archive.
+    let gz = host
+        .archive_bytes("b-three-days-big.jsonl.gz")
+        .expect("archive");
+    assert_eq!(gunzip(&gz).len(), 200_000);
+    assert!(planned(&budget).is_empty());
+    // Restore works as with any policy.
+    budget.restore("b-three-days-big").expect("restore");
+    assert_eq!(host.output("b-three-days-big").unwrap().len(), 200_000);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Concurrent appends (issue 5, group 6): a model test. The app appends to a session's output
+//! Concurrent appends: a model test. The app appends to a session's output
 //! between operations *and during them* (a kit hook fires just before the k-th call of some
 //! import, e.g. between the policy's read and its conditional delete), interleaved with
 //! archive, restore, export and both kinds of sweep. Guards: after every step, the
@@ -50,10 +50,8 @@ enum Step {
     Archive(Option<During>),
     Restore(Option<During>),
     Export(Option<During>),
-    /// The host-driven sweep (plan, recover, archive, prune).
+    /// The sweep (recover pending, archive due, prune).
     Sweep(Option<During>),
-    /// The policy's own sweep.
-    SweepInGuest(Option<During>),
 }
 
 /// Small appends: JSONL-ish lines, sometimes without a trailing newline, sometimes binary.
@@ -78,8 +76,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => during().prop_map(Step::Archive),
         3 => during().prop_map(Step::Restore),
         1 => during().prop_map(Step::Export),
-        2 => during().prop_map(Step::Sweep),
-        1 => during().prop_map(Step::SweepInGuest),
+        3 => during().prop_map(Step::Sweep),
     ]
 }
 
@@ -186,11 +183,6 @@ fn run_case(initial: &[u8], steps: &[Step], stats: &Arc<Stats>) -> Result<(), St
             Step::Sweep(d) => {
                 arm(&host, d, &model, stats);
                 let r = a.sweep(|_| {});
-                stats.count(r, fired() > fired_before);
-            }
-            Step::SweepInGuest(d) => {
-                arm(&host, d, &model, stats);
-                let r = a.sweep_in_guest();
                 stats.count(r, fired() > fired_before);
             }
         }

@@ -1,4 +1,4 @@
-//! Crash sweep (issue 5, group 2), in process: for archive, restore and whole sweeps over a
+//! Crash sweep, in process: for archive, restore and whole sweeps over a
 //! mixed store, "crash" after call N (every later call traps, so the operation dies where it
 //! stands and its uncommitted archive writes vanish) for every N from 0 to T-1. Guards: after
 //! the crash the bytes are still all somewhere and meta claims no unverified archive; after a
@@ -8,8 +8,11 @@
 mod reliability;
 
 use reliability::{break_each_call, check, Mixed, Operation, Phase};
+use serde_json::json;
+use session_archiver::archiver::Archiver;
+use session_archiver_testkit::fixtures::jsonl_lines;
 use session_archiver_testkit::recorder::is_write;
-use session_archiver_testkit::Fault;
+use session_archiver_testkit::{Fault, MockHost};
 
 /// Crashes `op` after each of its calls in turn. Returns T.
 fn sweep_crashes(op: Operation) -> usize {
@@ -21,7 +24,7 @@ fn sweep_crashes(op: Operation) -> usize {
         |m: &Mixed, context: &str| {
             let first = m
                 .archiver
-                .recover(None)
+                .recover_pending()
                 .unwrap_or_else(|e| panic!("{context}: recover failed: {e}"))
                 .value;
             assert!(
@@ -39,7 +42,7 @@ fn sweep_crashes(op: Operation) -> usize {
             m.host.rec.reset_log();
             let second = m
                 .archiver
-                .recover(None)
+                .recover_pending()
                 .unwrap_or_else(|e| panic!("{context}: second recover failed: {e}"))
                 .value;
             assert_eq!(
@@ -94,15 +97,72 @@ fn a_restore_crashing_after_any_call_is_recovered_idempotently_without_loss() {
 }
 
 #[test]
-fn a_host_driven_sweep_crashing_after_any_call_is_recovered_idempotently_without_loss() {
+fn a_sweep_crashing_after_any_call_is_recovered_idempotently_without_loss() {
     let t = sweep_crashes(Operation::Sweep);
-    eprintln!("crash sweep: host-driven sweep makes {t} calls; crashed after each of 0..{t}");
+    eprintln!("crash sweep: the sweep makes {t} calls; crashed after each of 0..{t}");
+}
+
+/// A `term` session archived by hand (`archiver archive ID`), crashed right after its archive
+/// intent was recorded. Returns the host, an archiver on it, and the session's output.
+fn hand_archived_term_session_crashed_mid_archive() -> (MockHost, Archiver, Vec<u8>) {
+    let data = jsonl_lines(3, 5);
+    for n in 1..64 {
+        let host = MockHost::new();
+        host.session("t")
+            .idle_days(10)
+            .output(data.clone())
+            .meta("view", json!("term"))
+            .create();
+        let archiver = host.archiver("inactivity", "{}");
+        host.rec.reset_log();
+        host.inject(Fault::CrashAfter { n });
+        let crashed = archiver.archive("t").is_err();
+        host.rec.clear_faults();
+        let pending = host
+            .meta("t")
+            .get("session:archive_intent")
+            .is_some_and(|v| !v.is_null());
+        if crashed && pending {
+            return (host, archiver, data);
+        }
+    }
+    panic!("no crash of the archive left its intent in meta");
 }
 
 #[test]
-fn a_policy_sweep_crashing_after_any_call_is_recovered_idempotently_without_loss() {
-    let t = sweep_crashes(Operation::SweepInGuest);
-    eprintln!("crash sweep: in-guest sweep makes {t} calls; crashed after each of 0..{t}");
+fn a_hand_archived_term_session_interrupted_mid_archive_is_recovered_by_the_sweep_too() {
+    // The policy's plan only judges agent sessions, so recovery that followed the plan never saw
+    // a `term` session a person archived by hand and a crash interrupted: its intent stayed, and
+    // the session stayed busy for ever. The host now finds intents in meta itself.
+    let (host, archiver, data) = hand_archived_term_session_crashed_mid_archive();
+    let plan = archiver.plan().expect("plan").value;
+    assert!(
+        !plan.decisions.iter().any(|d| d.target == "t"),
+        "the plan never lists a term session: {:?}",
+        plan.decisions
+    );
+    let sweep = archiver.sweep(|_| {}).expect("sweep").value;
+    assert_eq!(sweep.recovered, 1, "{sweep:?}");
+    assert!(sweep.failed.is_empty(), "{:?}", sweep.failed);
+    assert!(host.meta("t").get("session:archive_intent").is_none());
+    assert_eq!(
+        host.output("t"),
+        Some(data.clone()),
+        "the live copy is intact"
+    );
+    // Recovered, the session can be archived by hand again.
+    assert_eq!(
+        archiver.archive("t").expect("archive").value.raw_bytes,
+        data.len() as u64
+    );
+
+    // And `recover` with no id (recover every pending session) finds it the same way.
+    let (host, archiver, data) = hand_archived_term_session_crashed_mid_archive();
+    let report = archiver.recover_pending().expect("recover").value;
+    assert_eq!((report.examined, report.failed.len()), (1, 0), "{report:?}");
+    assert_eq!(report.finished + report.rolled_back, 1);
+    assert!(host.meta("t").get("session:archive_intent").is_none());
+    assert_eq!(host.output("t"), Some(data));
 }
 
 /// Crashes `op` after call `n`, then crashes the recovery after each of its calls in turn, then
@@ -124,14 +184,14 @@ fn crash_the_recovery_too(op: Operation) -> usize {
     for n in 0..total {
         // How many calls the recovery of this crash makes.
         let probe = crashed(n);
-        probe.archiver.recover(None).expect("recover");
+        probe.archiver.recover_pending().expect("recover");
         let recovery_calls = probe.host.rec.count();
         for r in 0..recovery_calls {
             tried += 1;
             let outcome = std::panic::catch_unwind(|| {
                 let m = crashed(n);
                 m.host.inject(Fault::CrashAfter { n: r });
-                let result = m.archiver.recover(None);
+                let result = m.archiver.recover_pending();
                 let context = format!(
                     "{op:?} crashed after call {n}/{total}, its recovery after call {r}/{recovery_calls} \
                      ({:?})",
@@ -139,7 +199,7 @@ fn crash_the_recovery_too(op: Operation) -> usize {
                 );
                 check(&m.host, &m.expects, Phase::Interrupted, &context);
                 m.host.rec.clear_faults();
-                let again = m.archiver.recover(None).expect("recover");
+                let again = m.archiver.recover_pending().expect("recover");
                 assert!(
                     again.value.failed.is_empty(),
                     "{context}: {:?}",
@@ -151,7 +211,7 @@ fn crash_the_recovery_too(op: Operation) -> usize {
                     Phase::Settled,
                     &format!("{context}, recovered"),
                 );
-                let idle = m.archiver.recover(None).expect("recover").value;
+                let idle = m.archiver.recover_pending().expect("recover").value;
                 assert_eq!(idle.examined, 0, "{context}: a third recover found work");
                 op.finish(&m, &context);
                 check(
@@ -188,8 +248,8 @@ fn a_restore_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
 
 #[test]
 fn a_sweep_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
-    let k = crash_the_recovery_too(Operation::SweepInGuest);
-    eprintln!("crash sweep: in-guest sweep, {k} (crash, recovery crash) pairs");
+    let k = crash_the_recovery_too(Operation::Sweep);
+    eprintln!("crash sweep: the sweep, {k} (crash, recovery crash) pairs");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,12 +572,12 @@ mod process {
             temps_left += view.temp_count();
             let a = archiver(stores.clone(), &paths);
             let first = a
-                .recover(None)
+                .recover_pending()
                 .unwrap_or_else(|e| panic!("{context}: recover: {e}"))
                 .value;
             assert!(first.failed.is_empty(), "{context}: {:?}", first.failed);
             let second = a
-                .recover(None)
+                .recover_pending()
                 .unwrap_or_else(|e| panic!("{context}: recover: {e}"))
                 .value;
             assert_eq!(

@@ -1,4 +1,4 @@
-//! Hostile policies (issue 5, group 5) on the mock host: the `hostile` component misbehaving in
+//! Hostile policies on the mock host: the `hostile` component misbehaving in
 //! every mode (loop, alloc, trap, trap-mid-archive, bad-args, garbage) in *every* export, over a
 //! store holding live and archived sessions. `host/tests/runtime_hostile.rs` checks one export
 //! per mode; this file sweeps the whole matrix. Guards, for each (mode, export): the call ends
@@ -53,11 +53,10 @@ enum Call {
     Plan,
     Prune,
     Recover,
-    Sweep,
 }
 
 impl Call {
-    const ALL: [Call; 8] = [
+    const ALL: [Call; 7] = [
         Call::ValidateConfig,
         Call::Archive,
         Call::Restore,
@@ -65,7 +64,6 @@ impl Call {
         Call::Plan,
         Call::Prune,
         Call::Recover,
-        Call::Sweep,
     ];
 
     /// The WIT export name (for the config's `only`).
@@ -78,7 +76,6 @@ impl Call {
             Call::Plan => "plan",
             Call::Prune => "prune",
             Call::Recover => "recover",
-            Call::Sweep => "sweep",
         }
     }
 
@@ -91,7 +88,6 @@ impl Call {
             Call::Plan => Op::Plan,
             Call::Prune => Op::Prune,
             Call::Recover => Op::Recover,
-            Call::Sweep => Op::Sweep,
         }
     }
 
@@ -107,8 +103,7 @@ impl Call {
                 .map(|s| format!("{:?}", s.value)),
             Call::Plan => a.plan().map(|s| format!("{:?}", s.value.scanned)),
             Call::Prune => a.prune().map(|s| format!("{:?}", s.value)),
-            Call::Recover => a.recover(Some("live")).map(|s| format!("{:?}", s.value)),
-            Call::Sweep => a.sweep_in_guest().map(|s| format!("{:?}", s.value.scanned)),
+            Call::Recover => a.recover("live").map(|s| format!("{:?}", s.value)),
         };
         (r, out)
     }

@@ -75,7 +75,7 @@ fn recovery_finishes_an_archive_whose_output_the_app_re_created_after_the_delete
 
     let report = host
         .archiver("inactivity", "{}")
-        .recover(None)
+        .recover_pending()
         .expect("recover")
         .value;
     assert_eq!((report.finished, report.rolled_back), (1, 0), "{report:?}");
@@ -120,7 +120,7 @@ fn the_app_acting_between_an_archive_crash_and_recovery_never_loses_the_archived
 
             let report = host
                 .archiver("inactivity", "{}")
-                .recover(None)
+                .recover_pending()
                 .unwrap_or_else(|e| panic!("{context}: recover: {e}"))
                 .value;
             assert!(report.failed.is_empty(), "{context}: {report:?}");

@@ -62,7 +62,7 @@ fn a_restore_rename_that_committed_but_reported_an_io_error_is_finished_by_recov
         "the intent stays for recovery"
     );
 
-    let report = archiver.recover(Some("s")).expect("recover").value;
+    let report = archiver.recover("s").expect("recover").value;
     assert_eq!(report.finished, 1, "{report:?}");
     assert!(host.meta_value("s", "session:archive_intent").is_null());
     assert!(host.meta_value("s", "session:archived_at").is_null());
@@ -83,7 +83,7 @@ fn a_restore_rename_that_failed_with_an_io_error_is_rolled_back_by_recovery() {
     assert!(!host.meta_value("s", "session:archive_intent").is_null());
     assert_eq!(host.output("s"), Some(newer.clone()), "output untouched");
 
-    let report = archiver.recover(Some("s")).expect("recover").value;
+    let report = archiver.recover("s").expect("recover").value;
     assert_eq!(report.rolled_back, 1, "{report:?}");
     assert!(host.meta_value("s", "session:archive_intent").is_null());
     assert!(host.meta_value("s", "session:archived_at").as_i64() > Some(0));

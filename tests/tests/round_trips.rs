@@ -1,4 +1,4 @@
-//! Round trips (issue 5, group 7): archive → export and archive → restore give back exactly the
+//! Round trips: archive → export and archive → restore give back exactly the
 //! original bytes, for arbitrary content (empty, binary, no trailing newline, CRLF, sizes around
 //! the 1 MiB chunk, and over 10 MB). Guards the policy's gzip framing and chunked streaming
 //! end to end; every archive is also decompressed independently with flate2 and its length and

@@ -1,4 +1,4 @@
-//! The seven data-loss bugs of the seed (issue 3), one test each (some with a companion), on the
+//! The seven data-loss bugs of the seed, one test each (some with a companion), on the
 //! mock host. Each test sets up the exact situation in which the seed loses or misreports data, so
 //! it fails on seed-like behaviour and passes only if the policy does the safe thing.
 
@@ -33,11 +33,11 @@ fn seq_of(host: &MockHost, op: &str) -> usize {
         .seq
 }
 
-// ---- bug 1: torn or missing archive after a crash --------------------------------------------
+// ---- torn or missing archive after a crash --------------------------------------------
 
 #[test]
 fn a_failing_commit_leaves_the_live_file_and_meta_untouched_and_no_archive() {
-    // Guards bug 1: the seed wrote the .gz in place and deleted the live file regardless; a commit
+    // Guards the seed's torn archive: the seed wrote the .gz in place and deleted the live file regardless; a commit
     // that fails (disk full at fsync/rename) must cost nothing.
     let host = MockHost::new();
     let original = one_session(&host, "s", 20);
@@ -69,7 +69,7 @@ fn a_failing_commit_leaves_the_live_file_and_meta_untouched_and_no_archive() {
 
 #[test]
 fn the_live_file_is_deleted_only_after_commit_returned() {
-    // Guards bug 1's ordering: write through the writer, commit, and only then delete.
+    // Guards the fix for the seed's torn archive, its ordering: write through the writer, commit, and only then delete.
     let host = MockHost::new();
     one_session(&host, "s", 20);
     let archiver = host.archiver("inactivity", "{}");
@@ -87,11 +87,11 @@ fn the_live_file_is_deleted_only_after_commit_returned() {
     );
 }
 
-// ---- bug 2: no verification ------------------------------------------------------------------
+// ---- no verification ------------------------------------------------------------------
 
 #[test]
 fn an_archive_damaged_between_commit_and_read_back_keeps_the_live_copy_and_reports_corrupt() {
-    // Guards bug 2: the seed never read its archive back. Here the committed file is damaged
+    // Guards the seed's unverified archive: the seed never read its archive back. Here the committed file is damaged
     // (one byte of the deflate stream flipped) just before the policy opens it to verify.
     let host = MockHost::new();
     let original = one_session(&host, "s", 50);
@@ -120,7 +120,7 @@ fn an_archive_damaged_between_commit_and_read_back_keeps_the_live_copy_and_repor
 
 #[test]
 fn an_archive_read_back_shorter_than_written_keeps_the_live_copy() {
-    // Guards bug 2 against a truncated file (a lost tail after commit): length and CRC checked.
+    // Guards the seed's unverified archive against a truncated file (a lost tail after commit): length and CRC checked.
     let host = MockHost::new();
     let original = one_session(&host, "s", 50);
     let archives = host.archives.clone();
@@ -142,7 +142,7 @@ fn an_archive_read_back_shorter_than_written_keeps_the_live_copy() {
 
 #[test]
 fn a_failing_read_back_keeps_the_live_copy() {
-    // Guards bug 2 when verification cannot happen at all: no delete without a good read-back.
+    // Guards the seed's unverified archive when verification cannot happen at all: no delete without a good read-back.
     let host = MockHost::new();
     let original = one_session(&host, "s", 10);
     host.inject(Fault::FailOp {
@@ -163,7 +163,7 @@ fn a_failing_read_back_keeps_the_live_copy() {
 
 #[test]
 fn a_verified_archive_records_its_crc32_and_size_in_meta() {
-    // Guards bug 2's digest: `session:archive_crc32` is the CRC-32 of the raw bytes, read back.
+    // Guards the fix for the seed's unverified archive, its digest: `session:archive_crc32` is the CRC-32 of the raw bytes, read back.
     let host = MockHost::new();
     let original = one_session(&host, "s", 30);
     let archiver = host.archiver("inactivity", "{}");
@@ -193,11 +193,11 @@ fn a_verified_archive_records_its_crc32_and_size_in_meta() {
     );
 }
 
-// ---- bug 3: lost appends ---------------------------------------------------------------------
+// ---- lost appends ---------------------------------------------------------------------
 
 #[test]
 fn output_appended_between_read_and_delete_survives_and_the_archive_is_dropped() {
-    // Guards bug 3 (logrotate's copytruncate): the seed read, then deleted unconditionally, losing
+    // Guards the seed's lost appends (logrotate's copytruncate): the seed read, then deleted unconditionally, losing
     // whatever the agent wrote in between.
     let host = MockHost::new();
     let original = one_session(&host, "s", 20);
@@ -225,7 +225,7 @@ fn output_appended_between_read_and_delete_survives_and_the_archive_is_dropped()
 
 #[test]
 fn output_appended_while_the_archive_is_written_is_not_lost() {
-    // Guards bug 3 at an earlier point: an append during the copy (before commit).
+    // Guards the seed's lost appends at an earlier point: an append during the copy (before commit).
     let host = MockHost::new();
     let original = one_session(&host, "s", 20);
     let late = b"{\"during\":\"copy\"}\n";
@@ -245,11 +245,11 @@ fn output_appended_while_the_archive_is_written_is_not_lost() {
     );
 }
 
-// ---- bug 4: restore overwrites newer output ---------------------------------------------------
+// ---- restore overwrites newer output ---------------------------------------------------
 
 #[test]
 fn restore_keeps_output_written_after_archiving() {
-    // Guards bug 4: the seed deleted the live file and wrote the archive in its place.
+    // Guards the seed's overwritten newer output: the seed deleted the live file and wrote the archive in its place.
     let host = MockHost::new();
     let original = one_session(&host, "s", 20);
     let archiver = host.archiver("inactivity", "{}");
@@ -283,7 +283,7 @@ fn restore_keeps_output_written_after_archiving() {
 
 #[test]
 fn restore_keeps_output_appended_while_it_runs() {
-    // Guards bug 4 against an append racing the restore's final rename.
+    // Guards the seed's overwritten newer output against an append racing the restore's final rename.
     let host = MockHost::new();
     let original = one_session(&host, "s", 20);
     let archiver = host.archiver("inactivity", "{}");
@@ -302,11 +302,11 @@ fn restore_keeps_output_appended_while_it_runs() {
     );
 }
 
-// ---- bug 5: dangling meta after prune --------------------------------------------------------
+// ---- dangling meta after prune --------------------------------------------------------
 
 #[test]
 fn pruning_an_only_copy_leaves_a_tombstone_and_restore_says_when() {
-    // Guards bug 5: the seed deleted the .gz and left meta pointing at it; restore then failed
+    // Guards the seed's dangling meta after prune: the seed deleted the .gz and left meta pointing at it; restore then failed
     // with an I/O error and the session looked archived forever.
     let host = MockHost::new();
     let original = one_session(&host, "s", 20);
@@ -339,7 +339,7 @@ fn pruning_an_only_copy_leaves_a_tombstone_and_restore_says_when() {
 
 #[test]
 fn backups_of_restored_sessions_are_pruned_before_any_only_copy() {
-    // Guards bug 5's order: the seed pruned oldest-first, destroying the only copy of an old
+    // Guards the fix for the seed's dangling meta after prune, its order: the seed pruned oldest-first, destroying the only copy of an old
     // session while keeping the backup of a newer one whose data is live again.
     let host = MockHost::new();
     one_session(&host, "old", 40);
@@ -368,11 +368,11 @@ fn backups_of_restored_sessions_are_pruned_before_any_only_copy() {
     assert_eq!(host.output("new").unwrap(), restored);
 }
 
-// ---- bug 6: trusting meta --------------------------------------------------------------------
+// ---- trusting meta --------------------------------------------------------------------
 
 #[test]
 fn a_meta_archive_path_pointing_elsewhere_is_refused_without_reading_anything() {
-    // Guards bug 6: the seed opened whatever `session:archive_path` said.
+    // Guards the seed's trust in meta paths: the seed opened whatever `session:archive_path` said.
     let host = MockHost::new();
     one_session(&host, "s", 10);
     one_session(&host, "other", 10);
@@ -423,7 +423,7 @@ fn a_meta_archive_path_pointing_elsewhere_is_refused_without_reading_anything() 
         .expect("the session's own path restores");
 }
 
-// ---- bug 7: interrupted operations -----------------------------------------------------------
+// ---- interrupted operations -----------------------------------------------------------
 
 /// Runs one archive of a fresh `s` on a rehearsal host and returns its call log's op names.
 fn rehearse_archive() -> Vec<String> {
@@ -453,7 +453,7 @@ fn crash_archive_after(n: usize) -> (MockHost, Archiver, Vec<u8>) {
 
 fn assert_recover_again_is_a_no_op(host: &MockHost, archiver: &Archiver) {
     host.rec.reset_log();
-    let again = archiver.recover(Some("s")).expect("second recover").value;
+    let again = archiver.recover("s").expect("second recover").value;
     assert_eq!(
         (again.examined, again.finished, again.rolled_back),
         (0, 0, 0),
@@ -468,7 +468,7 @@ fn assert_recover_again_is_a_no_op(host: &MockHost, archiver: &Archiver) {
 
 #[test]
 fn a_crash_right_after_commit_leaves_an_intent_that_recover_rolls_back_once() {
-    // Guards bug 7: the seed had no record of a half-done archive. Here the process dies right
+    // Guards the seed's unrecorded interrupted operations: the seed had no record of a half-done archive. Here the process dies right
     // after the archive was committed, before it was verified or recorded.
     let ops = rehearse_archive();
     let n = ops
@@ -489,7 +489,7 @@ fn a_crash_right_after_commit_leaves_an_intent_that_recover_rolls_back_once() {
         "nothing proceeds over an intent: {busy:?}"
     );
 
-    let report = archiver.recover(Some("s")).expect("recover").value;
+    let report = archiver.recover("s").expect("recover").value;
 
     assert_eq!((report.examined, report.rolled_back), (1, 1), "{report:?}");
     assert_eq!(host.meta_value("s", "session:archive_intent"), Value::Null);
@@ -507,7 +507,7 @@ fn a_crash_right_after_commit_leaves_an_intent_that_recover_rolls_back_once() {
 
 #[test]
 fn a_crash_after_recording_the_archive_is_finished_by_recover() {
-    // Guards bug 7 on the other side: meta already says archived when the process dies, before
+    // Guards the seed's unrecorded interrupted operations on the other side: meta already says archived when the process dies, before
     // the live file was deleted. Recover completes the archive rather than undoing it.
     let ops = rehearse_archive();
     let delete = ops
@@ -520,7 +520,7 @@ fn a_crash_after_recording_the_archive_is_finished_by_recover() {
     assert!(is_archived(&host, "s"));
     assert!(host.output("s").is_some(), "not yet deleted");
 
-    let report = archiver.recover(Some("s")).expect("recover").value;
+    let report = archiver.recover("s").expect("recover").value;
 
     assert_eq!((report.examined, report.finished), (1, 1), "{report:?}");
     assert_eq!(host.meta_value("s", "session:archive_intent"), Value::Null);
@@ -533,7 +533,7 @@ fn a_crash_after_recording_the_archive_is_finished_by_recover() {
 
 #[test]
 fn a_sweep_recovers_an_interrupted_archive_before_selecting() {
-    // Guards bug 7's "the next sweep finishes or rolls back": no explicit recover needed.
+    // Guards the fix for the seed's unrecorded interrupted operations, its "the next sweep finishes or rolls back": no explicit recover needed.
     let ops = rehearse_archive();
     let n = ops
         .iter()

@@ -4,10 +4,11 @@
 //! The meta keys and file names checked here are the compatibility contract with
 //! `shared/seed/session_archive.rs`: tools written against the seed read them.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde_json::{json, Value};
-use session_archiver::bindings::guest::{Error as PolicyError, Source};
+use session_archiver::bindings::guest::{Action, Error as PolicyError, Source};
 use session_archiver_testkit::fixtures::DAY_MS;
 use session_archiver_testkit::{expect_policy_error, MockHost};
 
@@ -77,16 +78,54 @@ fn sweep_archives_an_inactive_session_and_frees_its_live_file() {
 }
 
 #[test]
-fn the_policys_own_sweep_archives_an_inactive_session_too() {
-    // Guards the single-instance sweep (`sweep_in_guest`) against drifting from the host-driven one.
+fn the_sweeps_skip_codes_and_counts_equal_the_plans_by_code() {
+    // The sweep archives what the plan selects and counts every other session under the plan's
+    // own skip code: one vocabulary, and the same numbers, code by code.
     let host = MockHost::new();
     let id = host.session("s1").idle_days(10).lines(2).create();
+    host.session("s2").idle_days(12).lines(3).create();
+    host.session("recent").idle_days(0).lines(2).create();
+    host.session("term")
+        .idle_days(10)
+        .lines(2)
+        .meta("view", json!("term"))
+        .create();
+    host.session("pinned")
+        .idle_days(10)
+        .lines(2)
+        .meta("session:archive_pinned", json!(true))
+        .create();
+    host.session("no-lines")
+        .idle_days(10)
+        .meta("session:line_count", json!(0))
+        .create();
     let archiver = host.archiver("inactivity", r#"{"inactive_days":1}"#);
 
-    let report = archiver.sweep_in_guest().expect("sweep").value;
+    let plan = archiver.plan().expect("plan").value;
+    let report = archiver.sweep(|_| {}).expect("sweep").value;
 
-    assert_eq!(report.archived, 1, "{report:?}");
-    assert_eq!(report.scanned, 1);
+    let planned_skips: BTreeMap<String, u32> = plan
+        .skipped
+        .iter()
+        .map(|s| (s.reason.clone(), s.count))
+        .collect();
+    assert_eq!(report.skipped, planned_skips, "{report:?}");
+    for code in ["recent", "not-agent", "pinned", "no-lines"] {
+        assert_eq!(report.skipped.get(code), Some(&1), "{code}: {report:?}");
+    }
+    let planned_archives: Vec<_> = plan
+        .decisions
+        .iter()
+        .filter(|d| d.action == Action::Archive)
+        .collect();
+    assert_eq!(report.scanned, plan.scanned);
+    assert_eq!(report.archived as usize, planned_archives.len());
+    assert_eq!(report.archived, 2);
+    assert_eq!(
+        report.bytes_archived,
+        planned_archives.iter().map(|d| d.bytes).sum::<u64>()
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert!(report.bytes_written > 0);
     assert!(host.output(&id).is_none());
     assert!(archived_at(&host, &id) > 0);

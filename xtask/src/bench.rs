@@ -33,14 +33,13 @@ use session_archiver::runtime::{CacheSetting, Runtime, RuntimeOptions};
 use session_archiver::store::sqlite_files::SqliteFiles;
 use session_archiver::store::sqlite_objects::SqliteObjects;
 use session_archiver::store::{
-    Clock, FileOpts, FileStore, Meta, SystemClock, MAX_CHUNK, OUTPUT_FILE,
+    Clock, FileOpts, FileStore, Meta, SystemClock, DAY_MS, MAX_CHUNK, OUTPUT_FILE,
 };
 
 use crate::cmd;
 
 const MB: f64 = 1e6;
 const MIB: u64 = 1 << 20;
-const DAY_MS: i64 = 86_400_000;
 
 /// The policy every row runs.
 const POLICY: &str = "inactivity";
@@ -495,7 +494,6 @@ impl Bench {
                     Unit::Latency,
                 )
                 .target(Target::LatencyUnder(Duration::from_secs(1))),
-                Row::new("in-guest sweep (one policy call)", Unit::Latency),
             ],
             baseline: None,
             notes: vec![
@@ -527,13 +525,6 @@ impl Bench {
                         "the no-op sweep did something: {:?}",
                         s.value
                     );
-                    Ok(vec![t])
-                }),
-            },
-            Case {
-                rows: vec![2],
-                run: Box::new(|| {
-                    let (t, _) = timed(|| Ok(archiver.sweep_in_guest()?))?;
                     Ok(vec![t])
                 }),
             },

@@ -15,11 +15,13 @@ use wit_component::{ComponentEncoder, DecodedWasm};
 use wit_parser::{Resolve, TypeOwner, WorldItem};
 
 use crate::cmd;
+use session_archiver::bindings::WIT_VERSION;
 
 /// The wasm target every policy is built for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// The only WIT package a policy may import from (namespace, name).
+/// The only WIT package a policy may import from (namespace, name), at the version the host
+/// implements ([`WIT_VERSION`]).
 pub const ALLOWED_PACKAGE: (&str, &str) = ("session-archiver", "policy");
 
 /// Which toolchain builds the guest.
@@ -383,16 +385,17 @@ pub fn check_imports(component: &[u8]) -> Result<Vec<String>> {
     });
     if !exports_policy {
         bail!(
-            "the component does not export {}:{}/policy: is the crate a placeholder, or does it \
-             miss `wit_bindgen::generate!` and `export!`?",
+            "the component does not export {}:{}/policy@{WIT_VERSION}: is the crate a placeholder, \
+             or does it miss `wit_bindgen::generate!` and `export!`?",
             ALLOWED_PACKAGE.0,
             ALLOWED_PACKAGE.1
         );
     }
     if !foreign.is_empty() {
         bail!(
-            "the component imports {} outside {}:{} (a policy may import only this project's \
-             interfaces, never wasi:*); look for a dependency using std's clock, env, fs or stdio",
+            "the component imports {} outside {}:{}@{WIT_VERSION} (a policy may import only this \
+             project's interfaces at the host's version, never wasi:*); look for a dependency \
+             using std's clock, env, fs or stdio, or a stale WIT",
             foreign.join(", "),
             ALLOWED_PACKAGE.0,
             ALLOWED_PACKAGE.1
@@ -407,6 +410,7 @@ fn interface_is_ours(resolve: &Resolve, id: wit_parser::InterfaceId) -> bool {
         .map(|pkg| {
             let name = &resolve.packages[pkg].name;
             (name.namespace.as_str(), name.name.as_str()) == ALLOWED_PACKAGE
+                && name.version.as_ref().map(|v| v.to_string()).as_deref() == Some(WIT_VERSION)
         })
         .unwrap_or(false)
 }
@@ -447,7 +451,7 @@ mod tests {
         assert!(imports
             .iter()
             .all(|i| i.starts_with("session-archiver:policy/")));
-        assert!(imports.contains(&"session-archiver:policy/files@0.1.0".to_string()));
+        assert!(imports.contains(&"session-archiver:policy/files@0.2.0".to_string()));
     }
 
     #[test]
@@ -458,9 +462,9 @@ mod tests {
                 get-environment: func() -> list<tuple<string, string>>;
             }
             world leaky {
-                import session-archiver:policy/clock@0.1.0;
+                import session-archiver:policy/clock@0.2.0;
                 import environment;
-                export session-archiver:policy/policy@0.1.0;
+                export session-archiver:policy/policy@0.2.0;
             }
         "#;
         let component = component_for(Some(wit), "leaky");
@@ -478,9 +482,9 @@ mod tests {
         let wit = r#"
             package other:thing;
             world bare {
-                import session-archiver:policy/log@0.1.0;
+                import session-archiver:policy/log@0.2.0;
                 import sneak: func() -> u32;
-                export session-archiver:policy/policy@0.1.0;
+                export session-archiver:policy/policy@0.2.0;
             }
         "#;
         let component = component_for(Some(wit), "bare");
@@ -493,7 +497,7 @@ mod tests {
         let wit = r#"
             package other:empty;
             world nothing {
-                import session-archiver:policy/log@0.1.0;
+                import session-archiver:policy/log@0.2.0;
             }
         "#;
         let component = component_for(Some(wit), "nothing");

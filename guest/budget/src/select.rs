@@ -6,7 +6,7 @@
 //! `Decisions::select_all`), so a plan is exactly what a sweep does.
 
 use archiver_kit::decide::{eligible, skip, MINUTE_MS};
-use archiver_kit::decisions::{Candidate, Selection};
+use archiver_kit::decisions::{skip_code, Candidate, Selection};
 use archiver_kit::meta::Meta;
 
 use crate::config::Config;
@@ -74,9 +74,11 @@ pub fn select_all(sessions: &[Candidate], now_ms: i64, cfg: &Config) -> Vec<Sele
     let mut out: Vec<Selection> = sessions
         .iter()
         .map(|c| match select(&c.meta, now_ms, cfg) {
-            Selection::Archive { .. } if c.live_bytes == 0 => {
-                skip("empty", "no live output to free", true)
-            }
+            Selection::Archive { .. } if c.live_bytes == 0 => skip(
+                skip_code::NOTHING_TO_ARCHIVE,
+                "no live output to free",
+                true,
+            ),
             other => other,
         })
         .collect();
@@ -241,11 +243,19 @@ mod tests {
             cand("idle", 9_000, 50, json!({})),
         ];
         let out = select_all(&s, NOW, &cfg(60));
-        assert_eq!(codes(&out), ["not-agent", "archived", "empty", "archive"]);
+        assert_eq!(
+            codes(&out),
+            ["not-agent", "archived", "nothing-to-archive", "archive"]
+        );
         // The terminal's 10 000 bytes do not count: 100 live, budget 100 → nothing to do.
         assert_eq!(
             codes(&select_all(&s, NOW, &cfg(100))),
-            ["not-agent", "archived", "empty", "within-budget"]
+            [
+                "not-agent",
+                "archived",
+                "nothing-to-archive",
+                "within-budget"
+            ]
         );
     }
 

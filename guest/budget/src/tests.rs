@@ -32,7 +32,7 @@ fn plan_and_sweep_archive_the_same_least_recently_active_sessions() {
         r#"{"max_live_bytes":4500,"min_idle_minutes":30,"max_archive_age_days":100000}"#,
     )
     .unwrap();
-    let plan = ops::plan(&h, &p).unwrap();
+    let plan = ops::plan(&h, &p, api::PlanScope::Full).unwrap();
     let planned: Vec<_> = plan
         .decisions
         .iter()
@@ -43,9 +43,13 @@ fn plan_and_sweep_archive_the_same_least_recently_active_sessions() {
     assert_eq!(planned, ["b-old", "c-mid"]);
     assert!(h.file("b-old", "output").is_some(), "a plan writes nothing");
 
-    let rep = ops::sweep(&h, &p).unwrap();
-    assert_eq!(rep.archived, 2);
-    assert_eq!(rep.bytes_archived, 800);
+    let done = h.archive_planned(&p).unwrap();
+    assert_eq!(done.len(), 2);
+    let raw: u64 = done
+        .iter()
+        .map(|(_, o)| o.as_ref().unwrap().raw_bytes)
+        .sum();
+    assert_eq!(raw, 800);
     let mut archived: Vec<_> = ["a-new", "b-old", "c-mid", "d-hot"]
         .into_iter()
         .filter(|id| h.file(id, "output").is_none())
@@ -54,7 +58,7 @@ fn plan_and_sweep_archive_the_same_least_recently_active_sessions() {
     assert_eq!(archived, planned);
     assert!(h.meta("b-old")[keys::ARCHIVED_AT].as_i64().unwrap() > 0);
     // A second plan finds nothing more to do: 4400 <= 4500.
-    let again = ops::plan(&h, &p).unwrap();
+    let again = ops::plan(&h, &p, api::PlanScope::Full).unwrap();
     assert!(again
         .decisions
         .iter()

@@ -301,7 +301,7 @@ impl Guest for Component {
         })
     }
 
-    fn plan(config: String) -> Result<api::SweepPlan, api::Error> {
+    fn plan(config: String, _scope: api::PlanScope) -> Result<api::SweepPlan, api::Error> {
         let m = mode_for(&config, "plan")?;
         misbehave(m, None)?;
         Ok(match m {
@@ -330,35 +330,15 @@ impl Guest for Component {
         })
     }
 
-    fn sweep(config: String) -> Result<api::SweepReport, api::Error> {
-        let m = mode_for(&config, "sweep")?;
-        misbehave(m, None)?;
-        let garbage = m == Mode::Garbage;
-        Ok(api::SweepReport {
-            scanned: if garbage { u32::MAX } else { 0 },
-            archived: if garbage { u32::MAX } else { 0 },
-            recovered: if garbage { u32::MAX } else { 0 },
-            skipped: Vec::new(),
-            failed: if garbage {
-                vec![absurd_failure()]
-            } else {
-                Vec::new()
-            },
-            bytes_archived: if garbage { u64::MAX } else { 0 },
-            bytes_written: if garbage { u64::MAX } else { 0 },
-            prune: prune_report(m),
-        })
-    }
-
     fn prune(config: String) -> Result<api::PruneReport, api::Error> {
         let m = mode_for(&config, "prune")?;
         misbehave(m, None)?;
         Ok(prune_report(m))
     }
 
-    fn recover(config: String, id: Option<String>) -> Result<api::RecoverReport, api::Error> {
+    fn recover(config: String, id: String) -> Result<api::RecoverReport, api::Error> {
         let m = mode_for(&config, "recover")?;
-        misbehave(m, id.as_deref())?;
+        misbehave(m, Some(&id))?;
         Ok(match m {
             Mode::Garbage => api::RecoverReport {
                 examined: 0,
@@ -441,7 +421,7 @@ mod tests {
     #[test]
     fn trap_mode_panics() {
         assert!(
-            std::panic::catch_unwind(|| Component::sweep(r#"{"mode":"trap"}"#.into())).is_err()
+            std::panic::catch_unwind(|| Component::prune(r#"{"mode":"trap"}"#.into())).is_err()
         );
     }
 

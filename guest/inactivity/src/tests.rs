@@ -11,7 +11,7 @@ use serde_json::json;
 use super::*;
 
 #[test]
-fn sweep_archives_an_inactive_session_frees_the_live_file_and_sets_archived_at() {
+fn archiving_what_the_plan_selects_frees_an_inactive_sessions_live_file_and_sets_archived_at() {
     let now = 1_000 * DAY_MS;
     let h = FakeHost::new(now);
     h.add_object(
@@ -25,10 +25,13 @@ fn sweep_archives_an_inactive_session_frees_the_live_file_and_sets_archived_at()
     );
     h.put_file("b2", "output", b"recent\n");
     let p = Inactivity::from_config(r#"{"inactive_days":1}"#).unwrap();
-    let rep = ops::sweep(&h, &p).unwrap();
-    assert_eq!(rep.archived, 1);
-    assert_eq!(rep.bytes_archived, 12);
-    assert!(rep.bytes_written > 0);
+    let done = h.archive_planned(&p).unwrap();
+    assert_eq!(done.len(), 1);
+    let (id, outcome) = &done[0];
+    let outcome = outcome.as_ref().unwrap();
+    assert_eq!(id, "b1");
+    assert_eq!(outcome.raw_bytes, 12);
+    assert!(outcome.archive_bytes > 0);
     assert!(h.file("b1", "output").is_none());
     assert!(h.archive("b1.jsonl.gz").is_some());
     assert!(h.meta("b1")[keys::ARCHIVED_AT].as_i64().unwrap() > 0);
@@ -59,7 +62,7 @@ fn gzip_round_trip_through_archive_and_restore() {
 }
 
 #[test]
-fn plan_and_sweep_agree_and_the_config_is_checked_first() {
+fn archiving_what_the_plan_selects_leaves_the_pinned_session_and_the_config_is_checked_first() {
     let now = 1_000 * DAY_MS;
     let h = FakeHost::new(now);
     h.add_object(
@@ -70,7 +73,7 @@ fn plan_and_sweep_agree_and_the_config_is_checked_first() {
     h.add_object("pinned", json!({"view":"agent","session:last_activity_ms": now - 30 * DAY_MS, "session:line_count": 2, "session:archive_pinned": true}));
     h.put_file("pinned", "output", b"keep\n");
     let p = Inactivity::from_config("{}").unwrap();
-    let plan = ops::plan(&h, &p).unwrap();
+    let plan = ops::plan(&h, &p, api::PlanScope::Full).unwrap();
     let to_archive: Vec<_> = plan
         .decisions
         .iter()
@@ -82,8 +85,10 @@ fn plan_and_sweep_agree_and_the_config_is_checked_first() {
         .decisions
         .iter()
         .any(|d| d.target == "pinned" && d.reason == "pinned"));
-    let rep = ops::sweep(&h, &p).unwrap();
-    assert_eq!(rep.archived, 1);
+    let done = h.archive_planned(&p).unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].1.is_ok());
+    assert!(h.file("idle", "output").is_none());
     assert!(h.file("pinned", "output").is_some());
     assert!(
         matches!(Inactivity::from_config(r#"{"inactive_days":0}"#), Err(api::Error::InvalidConfig(m)) if m.contains("inactive_days"))

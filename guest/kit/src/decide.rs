@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::decisions::{ArchiveClass, ArchiveInfo, PrunePick, Selection};
+use crate::decisions::{skip_code, ArchiveClass, ArchiveInfo, PrunePick, Selection};
 use crate::meta::{keys, Meta};
 
 /// One minute in ms.
@@ -47,7 +47,7 @@ pub struct Eligible {
 /// intent in meta gives [`Selection::Recover`].
 pub fn eligible(meta: &Meta) -> Result<Eligible, Selection> {
     if meta.view() != "agent" {
-        return Err(skip("not-agent", "not an agent session", false));
+        return Err(skip(skip_code::NOT_AGENT, "not an agent session", false));
     }
     if meta.has_intent() {
         return Err(Selection::Recover {
@@ -55,27 +55,39 @@ pub fn eligible(meta: &Meta) -> Result<Eligible, Selection> {
         });
     }
     match meta.pinned() {
-        Ok(true) => return Err(skip("pinned", "pinned", true)),
+        Ok(true) => return Err(skip(skip_code::PINNED, "pinned", true)),
         Ok(false) => {}
-        Err(e) => return Err(skip("invalid-meta", e.to_string(), true)),
+        Err(e) => return Err(skip(skip_code::INVALID_META, e.to_string(), true)),
     }
     // Strict, unlike the seed: misreading this as "not archived" could overwrite an only copy.
     match meta.archived_at() {
-        Ok(Some(_)) => return Err(skip("archived", "already archived", true)),
+        Ok(Some(_)) => return Err(skip(skip_code::ARCHIVED, "already archived", true)),
         Ok(None) => {}
-        Err(e) => return Err(skip("invalid-meta", e.to_string(), true)),
+        Err(e) => return Err(skip(skip_code::INVALID_META, e.to_string(), true)),
     }
     // Forgiving like the seed: a wrong type is as good as missing, and both mean skip; the
     // reason then names the key and what it holds, so people can fix it.
     let last_activity_ms = match meta.i64(keys::LAST_ACTIVITY_MS) {
         Ok(Some(t)) if t > 0 => t,
-        Ok(_) => return Err(skip("no-activity", "no last activity recorded", true)),
-        Err(e) => return Err(skip("no-activity", format!("no last activity: {e}"), true)),
+        Ok(_) => {
+            return Err(skip(
+                skip_code::NO_ACTIVITY,
+                "no last activity recorded",
+                true,
+            ))
+        }
+        Err(e) => {
+            return Err(skip(
+                skip_code::NO_ACTIVITY,
+                format!("no last activity: {e}"),
+                true,
+            ))
+        }
     };
     let line_count = match meta.u64(keys::LINE_COUNT) {
         Ok(Some(n)) if n > 0 => n,
-        Ok(_) => return Err(skip("no-lines", "no lines", true)),
-        Err(e) => return Err(skip("no-lines", format!("no lines: {e}"), true)),
+        Ok(_) => return Err(skip(skip_code::NO_LINES, "no lines", true)),
+        Err(e) => return Err(skip(skip_code::NO_LINES, format!("no lines: {e}"), true)),
     };
     Ok(Eligible {
         last_activity_ms,

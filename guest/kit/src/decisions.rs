@@ -104,3 +104,25 @@ pub trait Decisions {
     /// Most bytes a restore or export may decompress.
     fn max_restore_bytes(&self) -> u64;
 }
+
+/// The skip codes the kit gives, so policies and operations spell them one way. The whole list,
+/// with each code's meaning and the host sweep's own codes (`locked`), is documented once: on
+/// the WIT `skip-count` record.
+pub mod skip_code {
+    /// Not an agent session.
+    pub const NOT_AGENT: &str = "not-agent";
+    /// `session:archive_pinned` is true.
+    pub const PINNED: &str = "pinned";
+    /// Already archived.
+    pub const ARCHIVED: &str = "archived";
+    /// Meta that does not parse, or a key of the wrong JSON type.
+    pub const INVALID_META: &str = "invalid-meta";
+    /// No last activity recorded.
+    pub const NO_ACTIVITY: &str = "no-activity";
+    /// No lines recorded.
+    pub const NO_LINES: &str = "no-lines";
+    /// The policy returned no decision for the session.
+    pub const POLICY_ERROR: &str = "policy-error";
+    /// No live output to archive.
+    pub const NOTHING_TO_ARCHIVE: &str = "nothing-to-archive";
+}

@@ -12,6 +12,8 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
+use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::decisions::Decisions;
 use crate::host::{
     archive_dir, export_sink, files, objects, ArchiveRead, ArchiveWrite, Entry, FileStat, Host,
     Level, Object, Page,
@@ -178,6 +180,25 @@ impl FakeHost {
             .borrow_mut()
             .archives
             .insert(name.into(), (data, modified_ms));
+    }
+
+    /// What the host's sweep does with a plan, for native tests of a policy's decisions:
+    /// archives every session a `sessions` plan selects, one after another (the host does this
+    /// in parallel, each session under its lock). Returns each selected id with its outcome.
+    pub fn archive_planned<D: Decisions>(
+        &self,
+        d: &D,
+    ) -> Result<Vec<(String, Result<api::ArchiveOutcome, api::Error>)>, api::Error> {
+        let plan = crate::ops::plan(self, d, api::PlanScope::Sessions)?;
+        Ok(plan
+            .decisions
+            .into_iter()
+            .filter(|x| x.action == api::Action::Archive)
+            .map(|x| {
+                let outcome = crate::ops::archive(self, &x.target, d.level());
+                (x.target, outcome)
+            })
+            .collect())
     }
 
     /// Calls made so far.

@@ -43,13 +43,8 @@ pub fn export<P: Policy>(config: &str, id: &str) -> Result<api::ExportOutcome, E
 }
 
 /// `plan`.
-pub fn plan<P: Policy>(config: &str) -> Result<api::SweepPlan, Error> {
-    ops::plan(&WitHost, &P::from_config(config)?)
-}
-
-/// `sweep`.
-pub fn sweep<P: Policy>(config: &str) -> Result<api::SweepReport, Error> {
-    ops::sweep(&WitHost, &P::from_config(config)?)
+pub fn plan<P: Policy>(config: &str, scope: api::PlanScope) -> Result<api::SweepPlan, Error> {
+    ops::plan(&WitHost, &P::from_config(config)?, scope)
 }
 
 /// `prune`.
@@ -59,7 +54,7 @@ pub fn prune<P: Policy>(config: &str) -> Result<api::PruneReport, Error> {
 
 /// `recover`: the config is checked even though recovery decides nothing, so a bad config
 /// fails every call the same way.
-pub fn recover<P: Policy>(config: &str, id: Option<&str>) -> Result<api::RecoverReport, Error> {
+pub fn recover<P: Policy>(config: &str, id: &str) -> Result<api::RecoverReport, Error> {
     P::from_config(config)?;
     ops::recover(&WitHost, id)
 }
@@ -112,19 +107,12 @@ macro_rules! export_policy {
             }
             fn plan(
                 config: String,
+                scope: $crate::bindings::exports::session_archiver::policy::policy::PlanScope,
             ) -> Result<
                 $crate::bindings::exports::session_archiver::policy::policy::SweepPlan,
                 $crate::ops::Error,
             > {
-                $crate::policy::plan::<$policy>(&config)
-            }
-            fn sweep(
-                config: String,
-            ) -> Result<
-                $crate::bindings::exports::session_archiver::policy::policy::SweepReport,
-                $crate::ops::Error,
-            > {
-                $crate::policy::sweep::<$policy>(&config)
+                $crate::policy::plan::<$policy>(&config, scope)
             }
             fn prune(
                 config: String,
@@ -136,12 +124,12 @@ macro_rules! export_policy {
             }
             fn recover(
                 config: String,
-                id: Option<String>,
+                id: String,
             ) -> Result<
                 $crate::bindings::exports::session_archiver::policy::policy::RecoverReport,
                 $crate::ops::Error,
             > {
-                $crate::policy::recover::<$policy>(&config, id.as_deref())
+                $crate::policy::recover::<$policy>(&config, &id)
             }
         }
 

@@ -136,6 +136,10 @@ pub trait FileStore: Send + Sync {
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError>;
 }
 
+/// One day in ms: the seed's unit of inactivity, used by demo data, benchmarks and tests (the
+/// guest kit has its own, `archiver_kit::decide::DAY_MS`).
+pub const DAY_MS: i64 = 86_400_000;
+
 /// Wall-clock source, replaceable in tests.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;

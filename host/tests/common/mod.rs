@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
+use session_archiver::bindings::WIT_VERSION;
 use session_archiver::host::Stores;
 use session_archiver::policy::LoadedPolicy;
 use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
@@ -161,7 +162,7 @@ impl Mem {
         }
         let meta = json!({
             "view": "agent",
-            "session:last_activity_ms": now_ms() - idle_days * 86_400_000,
+            "session:last_activity_ms": now_ms() - idle_days * session_archiver::store::DAY_MS,
             "session:line_count": lines,
         });
         let Value::Object(meta) = meta else {
@@ -204,7 +205,7 @@ pub fn our_world_component(version: &str) -> Vec<u8> {
     for entry in std::fs::read_dir(&dir).expect("read wit/") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read wit");
-        let text = text.replace("@0.1.0", &format!("@{version}"));
+        let text = text.replace(&format!("@{WIT_VERSION}"), &format!("@{version}"));
         std::fs::write(tmp.path().join(path.file_name().expect("name")), text).expect("write wit");
     }
     let mut resolve = wit_parser::Resolve::default();
@@ -257,7 +258,7 @@ fn embed_and_encode(
 /// limits be tested without any guest toolchain.
 pub fn policy_with_info_body(info_body: &str) -> Vec<u8> {
     let u = "unreachable";
-    hand_made_policy(info_body, [u, u, u, u, u, u, u, u])
+    hand_made_policy(info_body, [u, u, u, u, u, u, u])
 }
 
 /// A hand-written policy that does nothing successfully: `info` is name "wat", version
@@ -268,16 +269,16 @@ pub fn null_policy(version: char) -> Vec<u8> {
     let info = INFO_OK.replace("(i32.const 49)", &format!("(i32.const {})", version as u32));
     let z = "(i32.const 4096)";
     let plan = "(drop (call $now)) (i32.const 4096)";
-    hand_made_policy(&info, [z, z, z, z, plan, z, z, z])
+    hand_made_policy(&info, [z, z, z, z, plan, z, z])
 }
 
-/// Bodies for: validate-config, archive, restore, export, plan, sweep, prune, recover.
-fn hand_made_policy(info_body: &str, bodies: [&str; 8]) -> Vec<u8> {
-    let p = "session-archiver:policy/policy@0.1.0#";
-    let [validate, archive, restore, export, plan, sweep, prune, recover] = bodies;
+/// Bodies for: validate-config, archive, restore, export, plan, prune, recover.
+fn hand_made_policy(info_body: &str, bodies: [&str; 7]) -> Vec<u8> {
+    let p = format!("session-archiver:policy/policy@{WIT_VERSION}#");
+    let [validate, archive, restore, export, plan, prune, recover] = bodies;
     let wat = format!(
         r#"(module
-          (import "session-archiver:policy/clock@0.1.0" "now-ms" (func $now (result i64)))
+          (import "session-archiver:policy/clock@{WIT_VERSION}" "now-ms" (func $now (result i64)))
           (memory (export "memory") 1)
           (global $heap (mut i32) (i32.const 8192))
           (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
@@ -290,10 +291,9 @@ fn hand_made_policy(info_body: &str, bodies: [&str; 8]) -> Vec<u8> {
           (func (export "{p}archive") (param i32 i32 i32 i32) (result i32) {archive})
           (func (export "{p}restore") (param i32 i32 i32 i32) (result i32) {restore})
           (func (export "{p}export") (param i32 i32 i32 i32) (result i32) {export})
-          (func (export "{p}plan") (param i32 i32) (result i32) {plan})
-          (func (export "{p}sweep") (param i32 i32) (result i32) {sweep})
+          (func (export "{p}plan") (param i32 i32 i32) (result i32) {plan})
           (func (export "{p}prune") (param i32 i32) (result i32) {prune})
-          (func (export "{p}recover") (param i32 i32 i32 i32 i32) (result i32) {recover})
+          (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {recover})
         )"#
     );
     let module = wat::parse_str(&wat).expect("wat");

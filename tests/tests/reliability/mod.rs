@@ -430,19 +430,12 @@ pub enum Operation {
     Archive,
     /// `restore("archived-newer")` (archived bytes + newer live bytes).
     Restore,
-    /// The host-driven sweep (plan, recover, archive, prune).
+    /// The sweep (recover pending, archive due, prune).
     Sweep,
-    /// The policy's own one-instance sweep.
-    SweepInGuest,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 4] = [
-        Operation::Archive,
-        Operation::Restore,
-        Operation::Sweep,
-        Operation::SweepInGuest,
-    ];
+    pub const ALL: [Operation; 3] = [Operation::Archive, Operation::Restore, Operation::Sweep];
 
     /// Runs it once; `Err` carries whatever went wrong (faults make most runs fail).
     pub fn run(self, m: &Mixed) -> Result<(), String> {
@@ -464,14 +457,6 @@ impl Operation {
                         .map(|f| f.to_string())
                         .collect::<Vec<_>>()
                         .join("; "))
-                }
-            }
-            Operation::SweepInGuest => {
-                let r = a.sweep_in_guest().map_err(|e| e.to_string())?.value;
-                if r.failed.is_empty() && r.prune.failed.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{:?} {:?}", r.failed, r.prune.failed))
                 }
             }
         }
@@ -532,7 +517,7 @@ impl Operation {
                     "{context}: restored bytes differ"
                 );
             }
-            Operation::Sweep | Operation::SweepInGuest => {
+            Operation::Sweep => {
                 if let Err(e) = self.run(m) {
                     panic!("{context}: the sweep after recovery failed: {e}");
                 }

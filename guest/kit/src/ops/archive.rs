@@ -264,7 +264,7 @@ mod tests {
         assert!(catch_unwind(AssertUnwindSafe(|| ops::archive(&h, ID, 6))).is_err());
         assert!(h.archive("s1.jsonl.gz").is_none());
         assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
-        let rep = ops::recover(&h, None).unwrap();
+        let rep = ops::recover(&h, ID).unwrap();
         assert_eq!((rep.examined, rep.rolled_back), (1, 1));
         assert!(h.meta(ID).get(keys::INTENT).is_none());
     }

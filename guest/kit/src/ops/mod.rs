@@ -27,7 +27,7 @@ use crate::meta::{keys, EntryRecord, Meta, Patch, StatRecord};
 pub use api::Error;
 pub use archive::archive;
 pub use export::export;
-pub use plan::{plan, sweep};
+pub use plan::plan;
 pub use prune::{classify_archives, prune};
 pub use recover::recover;
 pub use restore::restore;

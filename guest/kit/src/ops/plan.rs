@@ -1,13 +1,12 @@
-//! `plan`: the policy's selection for every session and the archives a prune would delete, with
-//! reasons. Only reads.
+//! `plan`: the policy's selection for every session and (scope `full`) the archives a prune
+//! would delete, with reasons. Only reads. The host's sweep archives what it selects.
 
 use std::collections::BTreeMap;
 
-use super::{archive, prune, recover};
-use super::{first_held, for_each_object, Error, OUTPUT_FILE};
+use super::{classify_archives, first_held, for_each_object, Error, OUTPUT_FILE};
 use crate::bindings::exports::session_archiver::policy::policy as api;
-use crate::decisions::{Candidate, Decisions, Selection};
-use crate::host::{Host, Level, Object};
+use crate::decisions::{skip_code, Candidate, Decisions, Selection};
+use crate::host::{dir_err, Host, Level, Object};
 use crate::meta::Meta;
 
 fn skip_counts(counts: BTreeMap<String, u32>) -> Vec<api::SkipCount> {
@@ -58,7 +57,7 @@ fn select_objects<H: Host, D: Decisions>(
             Err(e) => slots.push((
                 obj,
                 Err(Selection::Skip {
-                    code: "invalid-meta".into(),
+                    code: skip_code::INVALID_META.into(),
                     reason: e.to_string(),
                     candidate: true,
                 }),
@@ -71,7 +70,7 @@ fn select_objects<H: Host, D: Decisions>(
         .map(|(obj, slot)| match slot {
             Ok(i) => {
                 let sel = chosen.next().unwrap_or_else(|| Selection::Skip {
-                    code: "policy-error".into(),
+                    code: skip_code::POLICY_ERROR.into(),
                     reason: "the policy returned no decision for this session".into(),
                     candidate: true,
                 });
@@ -84,7 +83,11 @@ fn select_objects<H: Host, D: Decisions>(
 }
 
 /// A dry run of a sweep: see the WIT `policy.plan`. Only reads.
-pub fn plan<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepPlan, Error> {
+pub fn plan<H: Host, D: Decisions>(
+    h: &H,
+    d: &D,
+    scope: api::PlanScope,
+) -> Result<api::SweepPlan, Error> {
     let now = h.now_ms();
     let mut scanned = 0u32;
     let mut decisions = Vec::new();
@@ -128,18 +131,30 @@ pub fn plan<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepPlan, Error
             }
         }
     }
-    let archives = super::classify_archives(h)?;
-    let total: u64 = archives.iter().map(|a| a.entry.size).sum();
-    for pick in d.prune_plan(&archives, d.cap(), now) {
-        if let Some(a) = archives.get(pick.index) {
-            decisions.push(api::Decision {
-                target: a.entry.name.clone(),
-                action: api::Action::Prune,
-                reason: pick.reason,
-                bytes: a.entry.size,
-            });
+    let total = match scope {
+        api::PlanScope::Full => {
+            let archives = classify_archives(h)?;
+            for pick in d.prune_plan(&archives, d.cap(), now) {
+                if let Some(a) = archives.get(pick.index) {
+                    decisions.push(api::Decision {
+                        target: a.entry.name.clone(),
+                        action: api::Action::Prune,
+                        reason: pick.reason,
+                        bytes: a.entry.size,
+                    });
+                }
+            }
+            archives.iter().map(|a| a.entry.size).sum()
         }
-    }
+        // Only the listing: judging each archive costs a meta read per archive.
+        api::PlanScope::Sessions => h
+            .list_archives()
+            .map_err(|e| dir_err("list archives", e))?
+            .iter()
+            .filter(|e| e.name.ends_with(".gz"))
+            .map(|e| e.size)
+            .sum(),
+    };
     Ok(api::SweepPlan {
         scanned,
         decisions,
@@ -147,64 +162,6 @@ pub fn plan<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepPlan, Error
         archive_bytes: total,
         archive_cap: d.cap(),
     })
-}
-
-/// Recover, archive what the policy selects, prune: see the WIT `policy.sweep`.
-pub fn sweep<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::SweepReport, Error> {
-    let rec = recover(h, None)?;
-    let now = h.now_ms();
-    let mut objects = Vec::new();
-    for_each_object(h, &mut |o| objects.push(o))?;
-    let mut report = api::SweepReport {
-        scanned: 0,
-        archived: 0,
-        recovered: rec.finished + rec.rolled_back,
-        skipped: Vec::new(),
-        failed: rec.failed,
-        bytes_archived: 0,
-        bytes_written: 0,
-        prune: api::PruneReport {
-            pruned: 0,
-            tombstoned: 0,
-            bytes_freed: 0,
-            failed: Vec::new(),
-        },
-    };
-    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for (obj, selection, _) in select_objects(h, d, objects, now) {
-        report.scanned += 1;
-        match selection {
-            Selection::Archive { .. } => match archive(h, &obj.id, d.level()) {
-                Ok(o) if o.raw_bytes > 0 => {
-                    report.archived += 1;
-                    report.bytes_archived += o.raw_bytes;
-                    report.bytes_written += o.archive_bytes;
-                }
-                Ok(_) => *counts.entry("empty".into()).or_default() += 1,
-                Err(error) => report.failed.push(api::Failure {
-                    target: obj.id,
-                    error,
-                }),
-            },
-            Selection::Skip { code, .. } => *counts.entry(code).or_default() += 1,
-            // Recovery ran first; a session still busy failed there and is reported in `failed`.
-            Selection::Recover { .. } => *counts.entry("busy".into()).or_default() += 1,
-        }
-    }
-    report.skipped = skip_counts(counts);
-    report.prune = match prune(h, d) {
-        Ok(p) => p,
-        Err(error) => api::PruneReport {
-            pruned: 0,
-            tombstoned: 0,
-            bytes_freed: 0,
-            failed: vec![api::Failure {
-                target: "archive directory".into(),
-                error,
-            }],
-        },
-    };
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -215,17 +172,18 @@ mod tests {
     use super::super::test_fixtures::*;
     use crate::bindings::exports::session_archiver::policy::policy as api;
 
+    use crate::decisions::Decisions;
     use crate::meta::keys;
     use crate::ops::{self, OUTPUT_FILE};
 
     #[test]
-    fn plan_has_no_side_effects_and_matches_what_sweep_does() {
+    fn plan_has_no_side_effects_and_archiving_what_it_selects_archives_exactly_that() {
         let h = host_with_session(&body(10));
         h.add_object("s0", json!({"view":"term"}));
         h.add_object("s2", json!({"view":"agent", keys::ARCHIVED_AT: 5}));
         h.put_archive("junk.gz", vec![1; 100], 1);
         h.state.borrow_mut().page_cap = 1;
-        let plan = ops::plan(&h, &Simple { cap: 10 }).unwrap();
+        let plan = ops::plan(&h, &Simple { cap: 10 }, api::PlanScope::Full).unwrap();
         let mutating = [
             "update-meta",
             "create",
@@ -244,28 +202,49 @@ mod tests {
             h.calls()
         );
         assert_eq!(plan.scanned, 3);
-        let archive: Vec<_> = plan
-            .decisions
+        assert!(plan
+            .skipped
             .iter()
-            .filter(|d| d.action == api::Action::Archive)
-            .map(|d| d.target.clone())
-            .collect();
-        assert_eq!(archive, vec![ID.to_string()]);
+            .any(|s| s.reason == "not-agent" && s.count == 1));
         assert!(plan
             .decisions
             .iter()
             .any(|d| d.action == api::Action::Prune && d.target == "junk.gz"));
-        let sweep = ops::sweep(&h, &Simple { cap: 10_000 }).unwrap();
-        assert_eq!((sweep.scanned, sweep.archived), (3, 1));
-        assert_eq!(sweep.bytes_archived, body(10).len() as u64);
-        assert!(sweep
-            .skipped
-            .iter()
-            .any(|s| s.reason == "not-agent" && s.count == 1));
+        let archive = archive_targets(&plan);
+        assert_eq!(archive, vec![ID.to_string()]);
+        // What the host's sweep then does with the plan: archive each selected session.
+        let out = ops::archive(&h, &archive[0], Simple { cap: 10 }.level()).unwrap();
+        assert_eq!(out.raw_bytes, body(10).len() as u64);
+        let again = ops::plan(&h, &Simple { cap: 10_000 }, api::PlanScope::Full).unwrap();
+        assert!(
+            archive_targets(&again).is_empty(),
+            "nothing left to archive"
+        );
     }
 
     #[test]
-    fn one_failing_session_never_stops_the_sweep() {
+    fn a_sessions_plan_selects_the_same_sessions_without_judging_the_archives() {
+        let h = host_with_session(&body(10));
+        h.add_object("s2", json!({"view":"agent", keys::ARCHIVED_AT: 5}));
+        h.put_archive("junk.gz", vec![1; 100], 1);
+        let full = ops::plan(&h, &Simple { cap: 10 }, api::PlanScope::Full).unwrap();
+        let before = h.calls().len();
+        let sessions = ops::plan(&h, &Simple { cap: 10 }, api::PlanScope::Sessions).unwrap();
+        let calls = &h.calls()[before..];
+        // A full plan reads each archive's session; a sessions plan only lists the directory.
+        let reads_per_object = |c: &[String]| c.iter().filter(|c| *c == "objects.get").count();
+        assert_eq!(reads_per_object(calls), 0, "{calls:?}");
+        assert_eq!(archive_targets(&sessions), archive_targets(&full));
+        assert_eq!(sessions.skipped, full.skipped);
+        assert_eq!(sessions.archive_bytes, full.archive_bytes);
+        assert!(!sessions
+            .decisions
+            .iter()
+            .any(|d| d.action == api::Action::Prune));
+    }
+
+    #[test]
+    fn an_archive_that_cannot_create_its_file_fails_alone_and_clears_its_intent() {
         let h = host_with_session(&body(10));
         h.add_object("s2", json!({"view":"agent"}));
         h.put_file("s2", OUTPUT_FILE, b"two\n");
@@ -273,13 +252,20 @@ mod tests {
             .borrow_mut()
             .fail_next
             .push("archive-dir.create".into());
-        let rep = ops::sweep(&h, &Simple { cap: u64::MAX }).unwrap();
-        assert_eq!(rep.archived, 1);
-        assert_eq!(rep.failed.len(), 1);
-        assert_eq!(rep.failed[0].target, ID);
+        assert!(ops::archive(&h, ID, 6).is_err());
         assert!(
             h.meta(ID).get(keys::INTENT).is_none(),
             "a failed archive clears its intent"
         );
+        assert_eq!(ops::archive(&h, "s2", 6).unwrap().raw_bytes, 4);
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), body(10), "live copy kept");
+    }
+
+    fn archive_targets(plan: &api::SweepPlan) -> Vec<String> {
+        plan.decisions
+            .iter()
+            .filter(|d| d.action == api::Action::Archive)
+            .map(|d| d.target.clone())
+            .collect()
     }
 }

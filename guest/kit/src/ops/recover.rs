@@ -3,8 +3,8 @@
 use super::archive::remove_ours;
 use super::stream::{copy_file_range, gunzip_archive, verify_archive};
 use super::{
-    archived_source, clear_intent, delete_if_present, file_stat, first_held, for_each_object,
-    parse_meta, remove_if_present, update, Error, OUTPUT_FILE, SCRATCH,
+    archived_source, clear_intent, delete_if_present, file_stat, first_held, parse_meta,
+    remove_if_present, update, Error, OUTPUT_FILE, SCRATCH,
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::host::{file_err, files, obj_err, Host, Level, Object};
@@ -168,35 +168,20 @@ fn still_holds_archived<H: Host>(
     Ok(hasher.finalize() == want)
 }
 
-/// Recovers interrupted operations: see the WIT `policy.recover`.
-pub fn recover<H: Host>(h: &H, id: Option<&str>) -> Result<api::RecoverReport, Error> {
-    let mut pending = Vec::new();
-    match id {
-        Some(id) => {
-            let obj = h.get_object(id).map_err(obj_err)?;
-            if Meta::parse(&obj.meta)
-                .map(|m| m.has_intent())
-                .unwrap_or(false)
-            {
-                pending.push(obj);
-            }
-        }
-        None => for_each_object(h, &mut |o| {
-            if Meta::parse(&o.meta)
-                .map(|m| m.has_intent())
-                .unwrap_or(false)
-            {
-                pending.push(o);
-            }
-        })?,
-    }
+/// Recovers the interrupted operation of session `id`, if it has one: see the WIT
+/// `policy.recover`. The host finds the sessions that need it.
+pub fn recover<H: Host>(h: &H, id: &str) -> Result<api::RecoverReport, Error> {
+    let obj = h.get_object(id).map_err(obj_err)?;
+    let pending = Meta::parse(&obj.meta)
+        .map(|m| m.has_intent())
+        .unwrap_or(false);
     let mut report = api::RecoverReport {
         examined: 0,
         finished: 0,
         rolled_back: 0,
         failed: Vec::new(),
     };
-    for obj in pending {
+    if pending {
         report.examined += 1;
         match recover_one(h, &obj) {
             Ok(Recovered::Finished) => report.finished += 1,
@@ -256,9 +241,9 @@ mod tests {
                     if nth == 0 && (!after || has_after_hook) {
                         assert!(crashed, "the crash at {step} (after={after}) fired");
                     }
-                    ops::recover(&h, None).unwrap();
+                    ops::recover(&h, ID).unwrap();
                     check_archive_consistent(&h, &data);
-                    let again = ops::recover(&h, None).unwrap();
+                    let again = ops::recover(&h, ID).unwrap();
                     assert_eq!(again.examined, 0, "second recover is a no-op ({step}, after={after}, nth={nth}, crashed={crashed})");
                 }
             }
@@ -282,7 +267,7 @@ mod tests {
                     h.crash_at(step, nth, after);
                     let _ = catch_unwind(AssertUnwindSafe(|| ops::restore(&h, ID, u64::MAX)));
                     h.state.borrow_mut().crash = None;
-                    ops::recover(&h, None).unwrap();
+                    ops::recover(&h, ID).unwrap();
                     let m = h.meta(ID);
                     assert!(m.get(keys::INTENT).is_none());
                     assert!(
@@ -306,7 +291,7 @@ mod tests {
                             "({step}, {after}, {nth})"
                         );
                     }
-                    assert_eq!(ops::recover(&h, None).unwrap().examined, 0);
+                    assert_eq!(ops::recover(&h, ID).unwrap().examined, 0);
                 }
             }
         }
@@ -326,7 +311,7 @@ mod tests {
             meta_i64(&h, keys::ARCHIVED_AT).is_none(),
             "meta never says archived without an archive"
         );
-        let rep = ops::recover(&h, Some(ID)).unwrap();
+        let rep = ops::recover(&h, ID).unwrap();
         assert_eq!((rep.examined, rep.finished), (1, 1));
         assert!(h.archive("s1.jsonl.gz").is_none());
         assert!(h.meta(ID).get(keys::INTENT).is_none());
@@ -349,7 +334,7 @@ mod tests {
             Err(Error::Busy(_))
         ));
         assert!(matches!(ops::export(&h, ID, u64::MAX), Err(Error::Busy(_))));
-        assert_eq!(ops::recover(&h, None).unwrap().finished, 1);
+        assert_eq!(ops::recover(&h, ID).unwrap().finished, 1);
         assert_eq!(ops::archive(&h, ID, 6).unwrap().raw_bytes, 2);
     }
 
@@ -368,7 +353,7 @@ mod tests {
         assert!(h.file(ID, OUTPUT_FILE).is_none());
         h.put_file(ID, OUTPUT_FILE, b"new\n");
 
-        let rep = ops::recover(&h, None).unwrap();
+        let rep = ops::recover(&h, ID).unwrap();
         assert_eq!((rep.examined, rep.finished, rep.rolled_back), (1, 1, 0));
         assert!(meta_i64(&h, keys::ARCHIVED_AT).is_some());
         assert!(h.archive("s1.jsonl.gz").is_some());
@@ -399,7 +384,7 @@ mod tests {
         // The app appends to the file the archive read (a re-created file would be a new one).
         crate::host::Host::append_file(&h, ID, OUTPUT_FILE, b"late\n").unwrap();
 
-        let rep = ops::recover(&h, None).unwrap();
+        let rep = ops::recover(&h, ID).unwrap();
         assert_eq!((rep.examined, rep.rolled_back), (1, 1));
         assert_eq!(meta_i64(&h, keys::RESTORED_AT), Some(123));
         assert_eq!(meta_i64(&h, keys::PRUNED_AT), Some(45));

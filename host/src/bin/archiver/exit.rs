@@ -123,7 +123,6 @@ pub fn render_archiver(e: &ArchiverError) -> String {
         Op::Restore => "restoring",
         Op::Export => "exporting",
         Op::Plan => "planning",
-        Op::Sweep => "sweeping",
         Op::Prune => "pruning",
         Op::Recover => "recovering",
     };

@@ -9,7 +9,10 @@ use crate::setup;
 
 pub fn recover(g: &Global, id: Option<&str>, json: bool, strict: bool) -> Result<()> {
     let s = setup::open(g)?;
-    let served = s.archiver.recover(id)?;
+    let served = match id {
+        Some(id) => s.archiver.recover(id)?,
+        None => s.archiver.recover_pending()?,
+    };
     let r = &served.value;
     if json {
         output::print_json(&RecoverJson::new(served.policy, r))?;
