@@ -472,13 +472,21 @@ impl Host for FakeHost {
         let end = (i + len as usize).min(f.held.len());
         Ok(f.held[i..end].to_vec())
     }
-    fn create_file(&self, zone: &str, name: &str) -> Result<FileStat, files::Error> {
+    fn create_file(
+        &self,
+        zone: &str,
+        name: &str,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, files::Error> {
         fail!(self, "files.create", files::Error::Io);
         let key = (zone.to_string(), name.to_string());
         if self.state.borrow().files.contains_key(&key) {
             return Err(files::Error::AlreadyExists(name.into()));
         }
         self.put_file(zone, name, b"");
+        if let Some(f) = self.state.borrow_mut().files.get_mut(&key) {
+            f.circular = circular_max_size;
+        }
         self.leave("files.create");
         Ok(self.state.borrow().files[&key].stat())
     }

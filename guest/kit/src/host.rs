@@ -47,7 +47,13 @@ pub trait Host {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, files::Error>;
-    fn create_file(&self, zone: &str, name: &str) -> Result<FileStat, files::Error>;
+    /// Creates an empty file; `circular_max_size` makes it circular.
+    fn create_file(
+        &self,
+        zone: &str,
+        name: &str,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, files::Error>;
     fn append_file(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, files::Error>;
     fn delete_file_if_unchanged(
         &self,
@@ -130,8 +136,13 @@ impl Host for WitHost {
     ) -> Result<Vec<u8>, files::Error> {
         files::read(zone, name, offset, len)
     }
-    fn create_file(&self, zone: &str, name: &str) -> Result<FileStat, files::Error> {
-        files::create(zone, name)
+    fn create_file(
+        &self,
+        zone: &str,
+        name: &str,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, files::Error> {
+        files::create(zone, name, circular_max_size)
     }
     fn append_file(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, files::Error> {
         files::append(zone, name, data)

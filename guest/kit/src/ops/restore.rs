@@ -46,7 +46,14 @@ pub fn restore<H: Host>(
     };
     update(h, id, Patch::new().intent(&intent))?;
 
-    let newer = match restore_into_place(h, id, &name, raw_len, crc) {
+    // A circular output comes back circular, with its capacity (a bad value is ignored: an
+    // unbounded file loses nothing).
+    let circular = meta
+        .u64(keys::ARCHIVE_CIRCULAR_MAX_SIZE)
+        .ok()
+        .flatten()
+        .filter(|m| *m > 0);
+    let newer = match restore_into_place(h, id, &name, raw_len, crc, circular) {
         Ok(n) => n,
         Err(PlaceError::Failed(e)) => {
             best_effort(h, "delete scratch file", delete_if_present(h, id, SCRATCH));
@@ -108,9 +115,10 @@ fn restore_into_place<H: Host>(
     name: &str,
     raw_len: u64,
     crc: Option<u32>,
+    circular: Option<u64>,
 ) -> Result<u64, PlaceError> {
     delete_if_present(h, id, SCRATCH)?;
-    h.create_file(id, SCRATCH)
+    h.create_file(id, SCRATCH, circular)
         .map_err(|e| file_err("create scratch file", e))?;
     let mut append = |data: &[u8]| -> Result<(), Error> {
         h.append_file(id, SCRATCH, data)
