@@ -109,6 +109,9 @@ pub struct FakeReader {
     pos: RefCell<usize>,
 }
 
+/// A directory that resolves to `/archives` in the fake (as a symlink would).
+pub const FAKE_ARCHIVES_LINK: &str = "/home/user/.waveterm/archives";
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
@@ -622,6 +625,16 @@ impl Host for FakeHost {
             return Err(archive_dir::Error::InvalidName(name.into()));
         }
         Ok(format!("/archives/{name}"))
+    }
+    /// `/archives/<name>`, or the same reached through [`FAKE_ARCHIVES_LINK`] (a symlink to
+    /// `/archives` in this fake filesystem).
+    fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error> {
+        if !valid_name(name) {
+            return Err(archive_dir::Error::InvalidName(name.into()));
+        }
+        Ok(["/archives", FAKE_ARCHIVES_LINK]
+            .iter()
+            .any(|dir| path == format!("{dir}/{name}")))
     }
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error> {
         fail!(self, "export-sink.write", export_sink::Error::Io);

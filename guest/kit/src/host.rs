@@ -76,6 +76,8 @@ pub trait Host {
     fn open_archive(&self, name: &str) -> Result<Self::Reader, archive_dir::Error>;
     fn remove_archive(&self, name: &str) -> Result<(), archive_dir::Error>;
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error>;
+    /// Whether a path from meta names archive `name` in the archive directory.
+    fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error>;
 
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error>;
 }
@@ -184,6 +186,9 @@ impl Host for WitHost {
     }
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error> {
         archive_dir::path(name)
+    }
+    fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error> {
+        archive_dir::is_path_of(path, name)
     }
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error> {
         export_sink::write(chunk)

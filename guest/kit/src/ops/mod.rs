@@ -184,6 +184,11 @@ fn archived_source<H: Host>(
         .map_err(|e| dir_err("archive path", e))?;
     match meta.str(keys::ARCHIVE_PATH)? {
         Some(p) if p == expected => {}
+        // Spelled differently (a symlinked or moved data directory, a path the seed recorded
+        // unresolved) but the host resolves it to this session's archive here.
+        Some(p)
+            if h.is_archive_path_of(p, &name)
+                .map_err(|e| dir_err("archive path", e))? => {}
         Some(p) => {
             return Err(Error::InvalidMeta(format!(
             "archive path {p} is not this session's archive in the archive directory ({expected})"

@@ -210,6 +210,39 @@ mod tests {
     }
 
     #[test]
+    fn restore_and_export_accept_a_meta_path_that_resolves_to_the_sessions_own_archive() {
+        let h = host_with_session(b"x\n");
+        ops::archive(&h, ID, 6).unwrap();
+        let via_link = format!("{}/s1.jsonl.gz", crate::fake::FAKE_ARCHIVES_LINK);
+        h.state
+            .borrow_mut()
+            .objects
+            .get_mut(ID)
+            .unwrap()
+            .0
+            .insert(keys::ARCHIVE_PATH.into(), json!(via_link));
+        ops::export(&h, ID, u64::MAX).unwrap();
+        assert_eq!(h.state.borrow().sink, b"x\n");
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), b"x\n");
+        // Another session's archive through the same link is still refused.
+        let h = host_with_session(b"x\n");
+        ops::archive(&h, ID, 6).unwrap();
+        let other = format!("{}/other.jsonl.gz", crate::fake::FAKE_ARCHIVES_LINK);
+        h.state
+            .borrow_mut()
+            .objects
+            .get_mut(ID)
+            .unwrap()
+            .0
+            .insert(keys::ARCHIVE_PATH.into(), json!(other));
+        assert!(matches!(
+            ops::restore(&h, ID, u64::MAX),
+            Err(Error::InvalidMeta(_))
+        ));
+    }
+
+    #[test]
     fn restore_refuses_a_meta_path_that_is_not_the_sessions_own_archive() {
         let h = host_with_session(b"x\n");
         ops::archive(&h, ID, 6).unwrap();
