@@ -3,7 +3,8 @@
 //!
 //! Every operation takes the current policy and config once at its start and runs on a fresh
 //! wasmtime `Store` (an instance that trapped is unusable, and a policy keeps no state between
-//! calls). Archive, restore and export hold the session's lock ([`SessionLocks`]).
+//! calls): `Archiver::run_op` is that one step. Archive, restore, export and recover hold the
+//! session's lock ([`SessionLocks`]). The sweep is [`crate::sweep`]'s.
 
 use std::io::Write;
 use std::path::Path;
@@ -272,6 +273,8 @@ impl Archiver {
         mut out: W,
     ) -> Result<Served<ExportOutcome>, ArchiverError> {
         let _lock = self.locks.lock(id)?;
+        // Not through `run_op`: the guest writes to a sink here, and the host's own count of
+        // what reached `out` replaces the policy's claim.
         let Snapshot { policy, config } = self.snapshot();
         let (tx, rx) = sync_channel::<Vec<u8>>(2);
         let sink = Box::new(ChannelSink(tx));

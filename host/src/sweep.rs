@@ -2,16 +2,18 @@
 //! (all through [`Archiver::sweep`]). Three named steps, each on the policy and config taken
 //! when the sweep starts:
 //!
-//! 1. [`recover_pending`]: the host finds every session whose meta records an unfinished
+//! 1. `recover_pending`: the host finds every session whose meta records an unfinished
 //!    operation (whatever the policy would select: a hand-archived `term` session too) and has
 //!    the policy finish or roll it back, each under the session's lock.
-//! 2. [`archive_due`]: the sessions the policy's `plan` (scope `sessions`) selects, archived on
+//! 2. `archive_due`: the sessions the policy's `plan` (scope `sessions`) selects, archived on
 //!    up to [`Archiver::workers`] threads, each under the session's lock.
-//! 3. [`prune`]: the policy's `prune`, which judges the archives as they are after archiving.
+//! 3. `prune`: the policy's `prune`, which judges the archives as they are after archiving.
 //!
-//! Every session the plan scanned ends in exactly one of `archived`, `skipped` (by code) or
-//! `failed`. The skip codes are the plan's plus the two in [`skip_code`]; the whole list is
-//! documented once, on the WIT `skip-count` record.
+//! Every session the plan selects ends in exactly one of `archived`, `skipped` (`locked`,
+//! `nothing-to-archive`) or `failed`; the plan's own skip counts are carried over as they are,
+//! and a pending session that was locked or whose recovery failed is counted once, in step 1.
+//! The skip codes are the plan's plus the two in [`skip_code`]; the whole list is documented
+//! once, on the WIT `skip-count` record.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,8 +84,8 @@ impl std::fmt::Display for SweepFailure {
     }
 }
 
-/// What a sweep did. Counts are exact: every planned session ends in exactly one of
-/// `archived`, `skipped` or `failed`.
+/// What a sweep did. Counts are exact: every session the plan selects ends in exactly one of
+/// `archived`, `skipped` or `failed` (see the [module](self) documentation).
 #[derive(Debug, Default, serde::Serialize)]
 pub struct SweepSummary {
     /// Objects looked at by the plan.

@@ -9,7 +9,7 @@ mod reliability;
 
 use reliability::{break_each_call, check, Mixed, Operation, Phase};
 use session_archiver::store::StoreError;
-use session_archiver_testkit::Fault;
+use session_archiver_testkit::{Fault, MockHost};
 
 /// Fails each call of `op` in turn; after each, recovers and runs `op` again. Returns T.
 fn sweep_faults(op: Operation) -> usize {
@@ -65,6 +65,33 @@ fn a_restore_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
 fn a_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
     let t = sweep_faults(Operation::Sweep);
     eprintln!("fault sweep: the sweep makes {t} calls; each failed in turn");
+}
+
+#[test]
+fn one_failing_session_never_stops_the_sweep() {
+    // The first archive the sweep starts cannot create its file; the sweep reports that session,
+    // archives the other, and the failed archive leaves no intent behind.
+    let host = MockHost::new();
+    host.session("s1").idle_days(10).lines(3).create();
+    host.session("s2").idle_days(10).lines(3).create();
+    let archiver = host.archiver("inactivity", "{}");
+    host.inject(Fault::FailOp {
+        op: "archive-dir.create".into(),
+        error: StoreError::Io("injected: cannot create the archive".into()),
+        times: Some(1),
+    });
+    let report = archiver.sweep(|_| {}).expect("sweep").value;
+    assert_eq!(report.archived, 1, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    let failed = report.failed[0].target.clone();
+    assert!(failed == "s1" || failed == "s2", "{failed}");
+    assert!(host.output(&failed).is_some(), "{failed}: live copy kept");
+    for id in ["s1", "s2"] {
+        assert!(
+            host.meta(id).get("session:archive_intent").is_none(),
+            "{id}: a failed archive clears its intent"
+        );
+    }
 }
 
 #[test]

@@ -455,6 +455,30 @@ mod tests {
     }
 
     #[test]
+    fn a_component_built_against_an_older_wit_version_is_rejected() {
+        // A policy built before the WIT moved on (0.1.0 had an in-guest `sweep`) must fail the
+        // build's import check, not only the host's load.
+        let old = tempfile::tempdir().expect("tempdir");
+        for entry in fs::read_dir(cmd::workspace_root().join("wit")).expect("read wit/") {
+            let path = entry.expect("entry").path();
+            let text = fs::read_to_string(&path).expect("read wit");
+            let text = text.replace(&format!("@{WIT_VERSION}"), "@0.1.0");
+            fs::write(old.path().join(path.file_name().expect("name")), text).expect("write");
+        }
+        let mut resolve = Resolve::default();
+        let (pkg, _) = resolve.push_dir(old.path()).expect("old WIT parses");
+        let world = resolve
+            .select_world(&[pkg], Some("archive-policy"))
+            .expect("world exists");
+        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
+        embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+            .expect("metadata embeds");
+        let component = componentize(&module).expect("dummy module componentizes");
+        let err = check_imports(&component).expect_err("an old WIT version must be refused");
+        assert!(format!("{err:#}").contains(WIT_VERSION), "{err:#}");
+    }
+
+    #[test]
     fn a_component_importing_a_wasi_interface_is_rejected() {
         let wit = r#"
             package wasi:cli@0.2.0;

@@ -19,6 +19,9 @@ use crate::host::{
     Level, Object, Page,
 };
 
+/// One session [`FakeHost::archive_planned`] archived: its id and what `archive` returned.
+pub type PlannedArchive = (String, Result<api::ArchiveOutcome, api::Error>);
+
 /// One live file.
 #[derive(Debug, Clone, Default)]
 pub struct FakeFile {
@@ -188,10 +191,7 @@ impl FakeHost {
     /// What the host's sweep does with a plan, for native tests of a policy's decisions:
     /// archives every session a `sessions` plan selects, one after another (the host does this
     /// in parallel, each session under its lock). Returns each selected id with its outcome.
-    pub fn archive_planned<D: Decisions>(
-        &self,
-        d: &D,
-    ) -> Result<Vec<(String, Result<api::ArchiveOutcome, api::Error>)>, api::Error> {
+    pub fn archive_planned<D: Decisions>(&self, d: &D) -> Result<Vec<PlannedArchive>, api::Error> {
         let plan = crate::ops::plan(self, d, api::PlanScope::Sessions)?;
         Ok(plan
             .decisions
