@@ -282,7 +282,9 @@ JSON (--json), stable for scripts:
                 archive bytes to free)
   skipped       {reason: count} for every session not archived
   archive_bytes size of the archive directory now
-  archive_cap   the policy's cap on it";
+  archive_cap   the policy's cap on it
+  cap_unreachable  {pinned_bytes, cap} when pinned archives alone exceed the cap (then no
+                session's only archive is pruned to chase it), else null";
 
 const SWEEP_JSON: &str = "\
 JSON (--json), stable for scripts:
@@ -297,7 +299,9 @@ JSON (--json), stable for scripts:
   prune           {pruned, tombstoned, bytes_freed, failed: [{target, message}]}, or null if
                   the prune step failed (see failed)
   workers         archive threads used
-  elapsed_ms      wall-clock time of the sweep";
+  elapsed_ms      wall-clock time of the sweep
+  cap_unreachable {pinned_bytes, cap} when pinned archives alone exceed the cap (then no
+                  session's only archive is pruned to chase it), else null";
 
 const STATUS_JSON: &str = "\
 JSON (--json), stable for scripts:
@@ -314,4 +318,5 @@ JSON (--json), stable for scripts:
   foreign_files_ignored  other entries in the archive directory (not <session id>.jsonl.gz
                   regular files); never listed to a policy, never pruned
   layout          {kind: agentmux|wave|archiver|custom|given, description, objects_db,
-                  filestore_db, archive_dir}: the layout found in --data-dir";
+                  filestore_db, archive_dir}: the layout found in --data-dir
+  cap_unreachable {pinned_bytes, cap} when pinned archives alone exceed the cap, else null";

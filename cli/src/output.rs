@@ -11,6 +11,7 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 use session_archiver::archiver::{describe, PruneReport, RecoverReport, SweepSummary};
 use session_archiver::bindings::guest;
+use session_archiver::cap::CapUnreachable;
 use session_archiver::policy::PolicyId;
 
 /// `1.50 MiB`.
@@ -112,6 +113,8 @@ pub struct PlanJson {
     pub skipped: BTreeMap<String, u32>,
     pub archive_bytes: u64,
     pub archive_cap: u64,
+    /// Set when pinned archives alone exceed the cap (no only copy is pruned to chase it).
+    pub cap_unreachable: Option<CapUnreachable>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +143,7 @@ impl PlanJson {
             skipped: skip_map(&plan.skipped),
             archive_bytes: plan.archive_bytes,
             archive_cap: plan.archive_cap,
+            cap_unreachable: None,
         }
     }
 }
@@ -187,6 +191,8 @@ pub struct SweepJson {
     pub prune: Option<PruneJson>,
     pub workers: usize,
     pub elapsed_ms: u64,
+    /// Set when pinned archives alone exceed the cap (no only copy is pruned to chase it).
+    pub cap_unreachable: Option<CapUnreachable>,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,6 +226,7 @@ impl SweepJson {
             prune: s.prune.as_ref().map(PruneJson::from),
             workers: s.workers,
             elapsed_ms: elapsed.as_millis() as u64,
+            cap_unreachable: None,
         }
     }
 }
@@ -283,6 +290,8 @@ pub struct StatusJson {
     pub foreign_files_ignored: u64,
     pub archive_cap: Option<u64>,
     pub layout: Option<LayoutJson>,
+    /// Set when pinned archives alone exceed the cap (no only copy is pruned to chase it).
+    pub cap_unreachable: Option<CapUnreachable>,
 }
 
 /// Which layout `--data-dir` was found to have, and where each part is.

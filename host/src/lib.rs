@@ -6,6 +6,7 @@ pub mod archive_dir;
 pub mod archiver;
 pub mod bindings;
 pub mod builder;
+pub mod cap;
 pub mod data_dir;
 pub mod error;
 pub mod host;

@@ -4,6 +4,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+use session_archiver::archiver::Archiver;
+use session_archiver::cap::CapUnreachable;
+use session_archiver::host::Stores;
+use session_archiver::policy::PolicyId;
 use session_archiver::store::OUTPUT_FILE;
 
 use crate::cli::Global;
@@ -27,12 +31,9 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         ..StatusJson::default()
     };
 
-    // The cap is whatever the policy's normalised config says (defaults filled in).
-    let normalised = a.set_config(&a.config())?;
-    st.policy = Some(normalised.policy);
-    st.archive_cap = serde_json::from_str::<Value>(&normalised.value)
-        .ok()
-        .and_then(|v| v.get("max_total_bytes").and_then(Value::as_u64));
+    let (policy, cap) = policy_cap(a)?;
+    st.policy = Some(policy);
+    st.archive_cap = cap;
 
     let mut after: Option<String> = None;
     loop {
@@ -75,6 +76,7 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         .archive_dir
         .foreign_count()
         .context("listing the archive directory")?;
+    st.cap_unreachable = cap_unreachable(stores, st.archive_cap)?;
 
     if json {
         return output::print_json(&st);
@@ -115,6 +117,9 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
     )?;
     // Files of the user's own in the directory: left alone, but said, so nobody wonders.
     writeln!(out, "foreign files ignored: {}", st.foreign_files_ignored)?;
+    if let Some(c) = &st.cap_unreachable {
+        writeln!(out, "{}", cap_line(c))?;
+    }
     if st.pending_intents > 0 {
         writeln!(
             out,
@@ -125,6 +130,32 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         writeln!(out, "interrupted operations: 0")?;
     }
     Ok(())
+}
+
+/// The policy and the cap its normalised config says (defaults filled in), if it has one.
+pub fn policy_cap(a: &Archiver) -> Result<(PolicyId, Option<u64>)> {
+    let normalised = a.set_config(&a.config())?;
+    let cap = serde_json::from_str::<Value>(&normalised.value)
+        .ok()
+        .and_then(|v| v.get("max_total_bytes").and_then(Value::as_u64));
+    Ok((normalised.policy, cap))
+}
+
+/// Whether pinned archives alone exceed `cap` (never, without a cap).
+pub fn cap_unreachable(stores: &Stores, cap: Option<u64>) -> Result<Option<CapUnreachable>> {
+    let Some(cap) = cap else {
+        return Ok(None);
+    };
+    session_archiver::cap::cap_unreachable(stores, cap).context("measuring pinned archives")
+}
+
+/// The line people see, with sizes made readable.
+pub fn cap_line(c: &CapUnreachable) -> String {
+    format!(
+        "cap unreachable: pinned archives hold {}, cap {} (no session's only archive is pruned to chase it)",
+        bytes(c.pinned_bytes),
+        bytes(c.cap)
+    )
 }
 
 /// Classifies one object by its meta (the seed's keys and ours).

@@ -8,6 +8,7 @@ use session_archiver::archiver::SweepSummary;
 use session_archiver::bindings::guest::{Action, Decision, SweepPlan};
 
 use crate::cli::Global;
+use crate::commands::status;
 use crate::exit::PartialFailure;
 use crate::output::{self, bytes, ratio, PlanJson, SweepJson};
 use crate::setup;
@@ -15,12 +16,18 @@ use crate::setup;
 pub fn plan(g: &Global, json: bool, all: bool) -> Result<()> {
     let s = setup::open_read_only(g)?;
     let served = s.archiver.plan()?;
+    let unreachable = status::cap_unreachable(s.archiver.stores(), Some(served.value.archive_cap))?;
     if json {
-        return output::print_json(&PlanJson::new(served.policy, &served.value));
+        let mut plan = PlanJson::new(served.policy, &served.value);
+        plan.cap_unreachable = unreachable;
+        return output::print_json(&plan);
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "policy {}", output::policy_line(&served.policy))?;
     print_plan(&mut out, &served.value, all)?;
+    if let Some(c) = &unreachable {
+        writeln!(out, "{}", status::cap_line(c))?;
+    }
     Ok(())
 }
 
@@ -96,12 +103,19 @@ pub fn sweep(g: &Global, json: bool, strict: bool) -> Result<()> {
     crate::progress::finish(&bar);
     let elapsed = started.elapsed();
     let summary = &served.value;
+    let (_, cap) = status::policy_cap(&s.archiver)?;
+    let unreachable = status::cap_unreachable(s.archiver.stores(), cap)?;
     if json {
-        output::print_json(&SweepJson::new(served.policy, summary, elapsed))?;
+        let mut report = SweepJson::new(served.policy, summary, elapsed);
+        report.cap_unreachable = unreachable;
+        output::print_json(&report)?;
     } else {
         let mut out = std::io::stdout().lock();
         writeln!(out, "policy {}", output::policy_line(&served.policy))?;
         print_summary(&mut out, summary, elapsed)?;
+        if let Some(c) = &unreachable {
+            writeln!(out, "{}", status::cap_line(c))?;
+        }
     }
     let failures = failure_count(summary);
     if strict && failures > 0 {

@@ -156,5 +156,8 @@ fn pinned_busy_and_unknown_archives_are_never_pruned_even_over_the_cap() {
         a("u.jsonl.gz", 100, 1, ArchiveClass::Unknown),
         a("o.jsonl.gz", 1, 2, ArchiveClass::OnlyCopy),
     ];
-    assert_eq!(names(&v, 0), vec!["o.jsonl.gz"]);
+    // Over a cap the pinned archive alone meets: only the unpinned only copy may go.
+    assert_eq!(names(&v, 100), vec!["o.jsonl.gz"]);
+    // Under a cap the pinned archive alone exceeds, no prune can reach it: the only copy stays.
+    assert!(names(&v, 0).is_empty());
 }

@@ -120,6 +120,24 @@ fn undecided(class: ArchiveClass) -> bool {
     matches!(class, ArchiveClass::InProgress | ArchiveClass::Unknown)
 }
 
+/// Bytes held by pinned archives (never pruned), leaving out the archives already `picked`.
+pub fn pinned_bytes(archives: &[ArchiveInfo], picked: &[PrunePick]) -> u64 {
+    archives
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| a.class == ArchiveClass::Pinned && !picked.iter().any(|p| p.index == *i))
+        .map(|(_, a)| a.entry.size)
+        .sum()
+}
+
+/// When pinned archives alone hold more than `cap`, no prune can reach the cap: the message
+/// people see ("cap unreachable: pinned archives hold X, cap Y"); `None` when it is reachable.
+pub fn cap_unreachable(archives: &[ArchiveInfo], cap: u64) -> Option<String> {
+    let pinned = pinned_bytes(archives, &[]);
+    (pinned > cap)
+        .then(|| format!("cap unreachable: pinned archives hold {pinned} bytes, cap {cap} bytes"))
+}
+
 /// The archives to delete, in order, until the total is at most `cap`, after the archives
 /// already `picked` (by another rule, e.g. age) are gone. Returns only the new picks.
 ///
@@ -127,8 +145,14 @@ fn undecided(class: ArchiveClass) -> bool {
 /// make a passing failure (one `objects.get` erroring) prune extra only copies to make room for
 /// an archive that might itself have been the first to go. Pinned archives do count: a pin is
 /// lasting, and the cap is a promise about the directory's size.
+///
+/// A session's only copy is pruned only when that can bring the total to the cap: when pinned
+/// archives alone hold more than the cap, chasing it would destroy every unpinned session (the
+/// fresh archives of this very sweep included) and still miss it, so no only copy goes; backups
+/// and orphans, whose loss destroys no session's only copy, still do.
 pub fn prune_to_cap(archives: &[ArchiveInfo], cap: u64, picked: &[PrunePick]) -> Vec<PrunePick> {
     let gone = |i: usize| picked.iter().any(|p| p.index == i);
+    let reachable = pinned_bytes(archives, picked) <= cap;
     let mut total: u64 = archives
         .iter()
         .enumerate()
@@ -142,6 +166,7 @@ pub fn prune_to_cap(archives: &[ArchiveInfo], cap: u64, picked: &[PrunePick]) ->
         .iter()
         .enumerate()
         .filter(|(i, _)| !gone(*i))
+        .filter(|(_, a)| reachable || a.class != ArchiveClass::OnlyCopy)
         .filter_map(|(i, a)| {
             prune_rank(a.class).map(|r| (r, a.entry.modified_ms, a.entry.name.as_str(), i))
         })
@@ -356,6 +381,37 @@ mod tests {
             a("only.jsonl.gz", 10, 2, ArchiveClass::OnlyCopy),
         ];
         assert_eq!(prune_to_cap(&v, 10, &[]).len(), 1);
+    }
+
+    #[test]
+    fn pinned_archives_over_the_cap_keep_every_only_copy_but_not_backups_or_orphans() {
+        let v = vec![
+            a("pinned.jsonl.gz", 20, 1, ArchiveClass::Pinned),
+            a("old-only.jsonl.gz", 5, 2, ArchiveClass::OnlyCopy),
+            a("fresh-only.jsonl.gz", 5, 9, ArchiveClass::OnlyCopy),
+            a("backup.jsonl.gz", 3, 3, ArchiveClass::Backup),
+            a("orphan.jsonl.gz", 2, 4, ArchiveClass::Orphan),
+        ];
+        let picks: Vec<usize> = prune_to_cap(&v, 10, &[]).iter().map(|p| p.index).collect();
+        assert_eq!(picks, [3, 4], "only the backup and the orphan");
+        assert_eq!(
+            cap_unreachable(&v, 10).as_deref(),
+            Some("cap unreachable: pinned archives hold 20 bytes, cap 10 bytes")
+        );
+        // Exactly at the cap it is reachable: only copies go, oldest first, until it is met.
+        let picks: Vec<usize> = prune_to_cap(&v, 20, &[]).iter().map(|p| p.index).collect();
+        assert_eq!(picks, [3, 4, 1, 2]);
+        assert_eq!(cap_unreachable(&v, 20), None);
+        // A pinned archive an earlier rule already picked no longer holds the cap out of reach.
+        let earlier = vec![PrunePick {
+            index: 0,
+            reason: "old".into(),
+        }];
+        let picks: Vec<usize> = prune_to_cap(&v, 10, &earlier)
+            .iter()
+            .map(|p| p.index)
+            .collect();
+        assert_eq!(picks, [3, 4]);
     }
 
     #[test]

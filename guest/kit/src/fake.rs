@@ -112,6 +112,9 @@ pub struct FakeReader {
     pos: RefCell<usize>,
 }
 
+/// A directory that resolves to `/archives` in the fake (as a symlink would).
+pub const FAKE_ARCHIVES_LINK: &str = "/home/user/.waveterm/archives";
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
@@ -472,13 +475,21 @@ impl Host for FakeHost {
         let end = (i + len as usize).min(f.held.len());
         Ok(f.held[i..end].to_vec())
     }
-    fn create_file(&self, zone: &str, name: &str) -> Result<FileStat, files::Error> {
+    fn create_file(
+        &self,
+        zone: &str,
+        name: &str,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, files::Error> {
         fail!(self, "files.create", files::Error::Io);
         let key = (zone.to_string(), name.to_string());
         if self.state.borrow().files.contains_key(&key) {
             return Err(files::Error::AlreadyExists(name.into()));
         }
         self.put_file(zone, name, b"");
+        if let Some(f) = self.state.borrow_mut().files.get_mut(&key) {
+            f.circular = circular_max_size;
+        }
         self.leave("files.create");
         Ok(self.state.borrow().files[&key].stat())
     }
@@ -614,6 +625,16 @@ impl Host for FakeHost {
             return Err(archive_dir::Error::InvalidName(name.into()));
         }
         Ok(format!("/archives/{name}"))
+    }
+    /// `/archives/<name>`, or the same reached through [`FAKE_ARCHIVES_LINK`] (a symlink to
+    /// `/archives` in this fake filesystem).
+    fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error> {
+        if !valid_name(name) {
+            return Err(archive_dir::Error::InvalidName(name.into()));
+        }
+        Ok(["/archives", FAKE_ARCHIVES_LINK]
+            .iter()
+            .any(|dir| path == format!("{dir}/{name}")))
     }
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error> {
         fail!(self, "export-sink.write", export_sink::Error::Io);

@@ -47,7 +47,13 @@ pub trait Host {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, files::Error>;
-    fn create_file(&self, zone: &str, name: &str) -> Result<FileStat, files::Error>;
+    /// Creates an empty file; `circular_max_size` makes it circular.
+    fn create_file(
+        &self,
+        zone: &str,
+        name: &str,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, files::Error>;
     fn append_file(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, files::Error>;
     fn delete_file_if_unchanged(
         &self,
@@ -70,6 +76,8 @@ pub trait Host {
     fn open_archive(&self, name: &str) -> Result<Self::Reader, archive_dir::Error>;
     fn remove_archive(&self, name: &str) -> Result<(), archive_dir::Error>;
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error>;
+    /// Whether a path from meta names archive `name` in the archive directory.
+    fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error>;
 
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error>;
 }
@@ -130,8 +138,13 @@ impl Host for WitHost {
     ) -> Result<Vec<u8>, files::Error> {
         files::read(zone, name, offset, len)
     }
-    fn create_file(&self, zone: &str, name: &str) -> Result<FileStat, files::Error> {
-        files::create(zone, name)
+    fn create_file(
+        &self,
+        zone: &str,
+        name: &str,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, files::Error> {
+        files::create(zone, name, circular_max_size)
     }
     fn append_file(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, files::Error> {
         files::append(zone, name, data)
@@ -173,6 +186,9 @@ impl Host for WitHost {
     }
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error> {
         archive_dir::path(name)
+    }
+    fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error> {
+        archive_dir::is_path_of(path, name)
     }
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error> {
         export_sink::write(chunk)

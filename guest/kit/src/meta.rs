@@ -35,13 +35,18 @@ pub mod keys {
     /// When restored, i64 ms.
     pub const RESTORED_AT: &str = "session:restored_at";
 
+    /// The archived output's circular capacity, u64, when it was a circular file: restore makes
+    /// it circular again. Ours (the seed has no circular files).
+    pub const ARCHIVE_CIRCULAR_MAX_SIZE: &str = "session:archive_circular_max_size";
+
     /// Keys that together say "archived"; cleared together on restore, rollback and prune.
-    pub const ARCHIVED_KEYS: [&str; 5] = [
+    pub const ARCHIVED_KEYS: [&str; 6] = [
         ARCHIVED_AT,
         ARCHIVED_BYTES,
         ARCHIVE_PATH,
         ARCHIVE_CRC32,
         ARCHIVE_GZ_BYTES,
+        ARCHIVE_CIRCULAR_MAX_SIZE,
     ];
 }
 

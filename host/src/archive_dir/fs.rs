@@ -283,6 +283,22 @@ impl ArchiveDir for FsArchiveDir {
         self.inner.sync_dir()
     }
 
+    /// Resolves the parent with the filesystem (symlinks followed) and compares it with this
+    /// directory by device and inode, so a symlinked, re-spelled or moved-and-linked data
+    /// directory still matches; a parent that does not resolve does not.
+    fn is_path_of(&self, path: &str, name: &str) -> Result<bool, StoreError> {
+        validate_archive_name(name)?;
+        let path = Path::new(path);
+        if !path.is_absolute() || path.file_name().and_then(|n| n.to_str()) != Some(name) {
+            return Ok(false);
+        }
+        let Some(parent) = path.parent() else {
+            return Ok(false);
+        };
+        Ok(std::fs::metadata(parent)
+            .is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == self.inner.identity))
+    }
+
     fn path(&self, name: &str) -> Result<String, StoreError> {
         validate_archive_name(name)?;
         let p = self.inner.root.join(name);

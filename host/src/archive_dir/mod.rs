@@ -93,6 +93,11 @@ pub trait ArchiveDir: Send + Sync {
     fn remove(&self, name: &str) -> Result<(), StoreError>;
     /// The absolute path of `name` (for meta and for people; never used to open anything).
     fn path(&self, name: &str) -> Result<String, StoreError>;
+    /// Whether `path` names archive `name` here: file name `name`, parent resolving to this
+    /// directory. The default accepts only the exact path `path` reports.
+    fn is_path_of(&self, path: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.path(name)? == path)
+    }
     /// Removes temp files left by writers that died, older than `min_age_ms`. Returns how many.
     fn clean_temps(&self, min_age_ms: i64) -> Result<u32, StoreError>;
 }

@@ -139,6 +139,13 @@ impl Host for HostState {
         })
     }
 
+    fn is_path_of(&mut self, path: String, name: String) -> Result<bool, HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            Ok(s.stores.archive_dir.is_path_of(&path, &name)?)
+        })
+    }
+
     fn convert_error(&mut self, err: HostError) -> wasmtime::Result<Error> {
         Ok(match err.into_store_error()? {
             StoreError::NotFound(m) => Error::NotFound(m),

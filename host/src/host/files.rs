@@ -56,13 +56,23 @@ impl files::Host for HostState {
         })
     }
 
-    fn create(&mut self, zone: String, name: String) -> Result<FileStat, HostError> {
+    fn create(
+        &mut self,
+        zone: String,
+        name: String,
+        circular_max_size: Option<u64>,
+    ) -> Result<FileStat, HostError> {
         self.call(|s| {
             check_names(&zone, &name)?;
+            if circular_max_size == Some(0) {
+                return Err(HostError::invalid(format!(
+                    "circular file {zone}/{name} with a max size of 0"
+                )));
+            }
             Ok(to_wit(s.stores.files.create(
                 &zone,
                 &name,
-                FileOpts::default(),
+                FileOpts { circular_max_size },
             )?))
         })
     }

@@ -107,6 +107,7 @@ pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcom
         .set(keys::ARCHIVE_PATH, path)
         .set(keys::ARCHIVE_CRC32, written.crc32)
         .set(keys::ARCHIVE_GZ_BYTES, written.gz_bytes)
+        .set_opt(keys::ARCHIVE_CIRCULAR_MAX_SIZE, stat.circular_max_size)
         .remove(keys::RESTORED_AT)
         .remove(keys::PRUNED_AT);
     if let Err(e) = update(h, id, archived) {

@@ -1,7 +1,7 @@
 //! `export`: a session's bytes to the export sink, from the archive, then the live file.
 
 use super::stream::{copy_file_range, gunzip_checked, Chunker};
-use super::{archived_source, first_held, parse_meta, Error, OUTPUT_FILE};
+use super::{archived_source, first_held, newer_start, parse_meta, Error, OUTPUT_FILE};
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::host::{file_err, obj_err, sink_err, Host};
 use crate::lines::LineCounter;
@@ -23,7 +23,7 @@ pub fn export<H: Host>(
     let mut bytes = 0u64;
     let mut write = |data: &[u8]| -> Result<(), Error> { h.export_write(data).map_err(sink_err) };
     let mut chunker = Chunker::new(&mut write);
-    let mut from_archive = false;
+    let mut archived = None;
     if meta.archived_at()?.is_some() {
         let (name, raw_len, crc) = archived_source(h, id, &meta)?;
         if raw_len > max_restore_bytes {
@@ -36,14 +36,19 @@ pub fn export<H: Host>(
             bytes += c.len() as u64;
             chunker.push(c)
         })?;
-        from_archive = true;
+        archived = Some((name, raw_len, crc));
     }
+    let from_archive = archived.is_some();
     let live_start = bytes;
     if let Some(s) = h
         .stat_file(id, OUTPUT_FILE)
         .map_err(|e| file_err("stat live output", e))?
     {
-        copy_file_range(h, id, OUTPUT_FILE, first_held(&s), s.size, &mut |c| {
+        let start = match &archived {
+            Some((name, raw_len, crc)) => newer_start(h, id, &s, name, *raw_len, *crc)?,
+            None => first_held(&s),
+        };
+        copy_file_range(h, id, OUTPUT_FILE, start, s.size, &mut |c| {
             lines.update(c);
             bytes += c.len() as u64;
             chunker.push(c)

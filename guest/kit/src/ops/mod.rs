@@ -91,6 +91,44 @@ fn first_held(s: &FileStat) -> u64 {
     }
 }
 
+/// Where the live file's bytes written after archiving start. Normally where the file starts;
+/// but when whoever archived the session failed to delete the live file (the seed only logged
+/// that), the live file still begins with the archived bytes (same length, same CRC-32): then the
+/// newer bytes start after them, so restore and export count the archived bytes once.
+fn newer_start<H: Host>(
+    h: &H,
+    id: &str,
+    live: &FileStat,
+    archive: &str,
+    raw_len: u64,
+    crc: Option<u32>,
+) -> Result<u64, Error> {
+    let start = first_held(live);
+    if start != 0 || raw_len == 0 || live.size < raw_len {
+        return Ok(start);
+    }
+    let want = match crc {
+        Some(c) => c,
+        None => gunzip_archive(h, archive, raw_len, &mut |_| Ok(()))?.crc32,
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    copy_file_range(h, id, OUTPUT_FILE, 0, raw_len, &mut |c| {
+        hasher.update(c);
+        Ok(())
+    })?;
+    if hasher.finalize() != want {
+        return Ok(start);
+    }
+    h.log(
+        Level::Info,
+        &format!(
+            "session {id}: the live output still holds the {raw_len} archived bytes (never \
+             deleted after archiving); counting them once"
+        ),
+    );
+    Ok(raw_len)
+}
+
 /// Best-effort cleanup whose failure must not hide the error that caused it (it is logged).
 fn best_effort<H: Host>(h: &H, what: &str, r: Result<(), Error>) {
     if let Err(e) = r {
@@ -146,6 +184,11 @@ fn archived_source<H: Host>(
         .map_err(|e| dir_err("archive path", e))?;
     match meta.str(keys::ARCHIVE_PATH)? {
         Some(p) if p == expected => {}
+        // Spelled differently (a symlinked or moved data directory, a path the seed recorded
+        // unresolved) but the host resolves it to this session's archive here.
+        Some(p)
+            if h.is_archive_path_of(p, &name)
+                .map_err(|e| dir_err("archive path", e))? => {}
         Some(p) => {
             return Err(Error::InvalidMeta(format!(
             "archive path {p} is not this session's archive in the archive directory ({expected})"

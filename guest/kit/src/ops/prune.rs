@@ -3,6 +3,7 @@
 
 use super::{clear_intent, remove_if_present, update, Error};
 use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::decide::cap_unreachable;
 use crate::decisions::{ArchiveClass, ArchiveInfo, Decisions};
 use crate::host::{dir_err, objects, Entry, Host, Level};
 use crate::meta::{keys, Intent, Meta, Patch};
@@ -99,6 +100,12 @@ fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> 
 /// Prunes archives down to the cap: see the WIT `policy.prune`.
 pub fn prune<H: Host, D: Decisions>(h: &H, d: &D) -> Result<api::PruneReport, Error> {
     let archives = classify_archives(h)?;
+    if let Some(why) = cap_unreachable(&archives, d.cap()) {
+        h.log(
+            Level::Warn,
+            &format!("{why}; no session's only copy is pruned to chase it"),
+        );
+    }
     let picks = d.prune_plan(&archives, d.cap(), h.now_ms());
     let mut report = api::PruneReport {
         pruned: 0,

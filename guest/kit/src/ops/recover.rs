@@ -8,7 +8,7 @@ use super::{
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::host::{file_err, files, obj_err, Host, Level, Object};
-use crate::meta::{keys, Intent, Meta, Patch};
+use crate::meta::{keys, Intent, Meta, Patch, StatRecord};
 
 /// How one recovery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,25 @@ fn recover_one<H: Host>(h: &H, obj: &Object) -> Result<Recovered, Error> {
                         clear_intent(h, id)?;
                         Ok(Recovered::Finished)
                     }
+                    Err(files::Error::Conflict(_))
+                        if !still_holds_archived(h, id, stat, raw_len, crc)? =>
+                    {
+                        // The delete happened and the app has made a new `output` since: the
+                        // archive is the only copy of the archived bytes, so the archive stands
+                        // and the new file is output written after archiving.
+                        h.log(
+                            Level::Info,
+                            &format!(
+                                "session {id}: output was re-created after the archive's delete; \
+                                 finishing the archive and keeping the new output after it"
+                            ),
+                        );
+                        clear_intent(h, id)?;
+                        Ok(Recovered::Finished)
+                    }
                     Err(files::Error::Conflict(_)) => {
+                        // The file we read is still there (appended to): the delete never
+                        // happened, and the live file holds every byte; undo the archive.
                         let undo = Patch::new()
                             .clear_archived()
                             .set_opt(keys::RESTORED_AT, restored_at.clone())
@@ -111,6 +129,43 @@ fn recover_one<H: Host>(h: &H, obj: &Object) -> Result<Recovered, Error> {
             Ok(Recovered::Finished)
         }
     }
+}
+
+/// Whether the live `output` is still the file an interrupted archive read: same creation time,
+/// at least as long, and still holding the archived bytes (their CRC-32) where they were. A file
+/// that cannot show them (re-created, truncated, rewritten, or wrapped past them) is not.
+fn still_holds_archived<H: Host>(
+    h: &H,
+    id: &str,
+    read: &StatRecord,
+    raw_len: u64,
+    crc: Option<u32>,
+) -> Result<bool, Error> {
+    let Some(now) = h
+        .stat_file(id, OUTPUT_FILE)
+        .map_err(|e| file_err("stat live output", e))?
+    else {
+        return Ok(false);
+    };
+    let Some(from) = read.size.checked_sub(raw_len) else {
+        return Ok(false);
+    };
+    if now.created_ms != read.created_ms || now.size < read.size || first_held(&now) > from {
+        return Ok(false);
+    }
+    let want = match crc {
+        Some(c) => c,
+        None => {
+            let name = super::archive_name(id);
+            gunzip_archive(h, &name, raw_len, &mut |_| Ok(()))?.crc32
+        }
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    copy_file_range(h, id, OUTPUT_FILE, from, read.size, &mut |c| {
+        hasher.update(c);
+        Ok(())
+    })?;
+    Ok(hasher.finalize() == want)
 }
 
 /// Recovers the interrupted operation of session `id`, if it has one: see the WIT
@@ -284,6 +339,30 @@ mod tests {
     }
 
     #[test]
+    fn recovery_finishes_an_archive_when_output_was_re_created_after_the_delete() {
+        let h = FakeHost::new(NOW);
+        h.add_object(
+            ID,
+            json!({"view":"agent","session:last_activity_ms": NOW - 10 * DAY_MS, "session:line_count": 3}),
+        );
+        h.put_file(ID, OUTPUT_FILE, b"a\nb\nc\n");
+        // Crash right after the delete committed; the app then makes a new output.
+        h.crash_at("files.delete-if-unchanged", 0, true);
+        assert!(catch_unwind(AssertUnwindSafe(|| ops::archive(&h, ID, 6))).is_err());
+        h.state.borrow_mut().crash = None;
+        assert!(h.file(ID, OUTPUT_FILE).is_none());
+        h.put_file(ID, OUTPUT_FILE, b"new\n");
+
+        let rep = ops::recover(&h, ID).unwrap();
+        assert_eq!((rep.examined, rep.finished, rep.rolled_back), (1, 1, 0));
+        assert!(meta_i64(&h, keys::ARCHIVED_AT).is_some());
+        assert!(h.archive("s1.jsonl.gz").is_some());
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), b"new\n");
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), b"a\nb\nc\nnew\n");
+    }
+
+    #[test]
     fn recovery_rolling_back_an_archive_puts_back_restored_at_and_pruned_at() {
         // A crash after the archived patch, then an append: recovery must roll back to the meta the
         // session had, not merely clear the archived keys.
@@ -302,7 +381,8 @@ mod tests {
             meta_i64(&h, keys::ARCHIVED_AT).is_some(),
             "crashed after the patch"
         );
-        h.put_file(ID, OUTPUT_FILE, b"a\nb\nc\nlate\n");
+        // The app appends to the file the archive read (a re-created file would be a new one).
+        crate::host::Host::append_file(&h, ID, OUTPUT_FILE, b"late\n").unwrap();
 
         let rep = ops::recover(&h, ID).unwrap();
         assert_eq!((rep.examined, rep.rolled_back), (1, 1));

@@ -2,7 +2,7 @@
 
 use super::stream::{copy_file_range, gunzip_checked, Chunker};
 use super::{
-    archived_source, best_effort, clear_intent, delete_if_present, first_held, parse_meta, update,
+    archived_source, best_effort, clear_intent, delete_if_present, newer_start, parse_meta, update,
     Error, OUTPUT_FILE, SCRATCH,
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
@@ -46,11 +46,31 @@ pub fn restore<H: Host>(
     };
     update(h, id, Patch::new().intent(&intent))?;
 
-    let newer = match restore_into_place(h, id, &name, raw_len, crc) {
+    // A circular output comes back circular, with its capacity (a bad value is ignored: an
+    // unbounded file loses nothing).
+    let circular = meta
+        .u64(keys::ARCHIVE_CIRCULAR_MAX_SIZE)
+        .ok()
+        .flatten()
+        .filter(|m| *m > 0);
+    let newer = match restore_into_place(h, id, &name, raw_len, crc, circular) {
         Ok(n) => n,
-        Err(e) => {
+        Err(PlaceError::Failed(e)) => {
             best_effort(h, "delete scratch file", delete_if_present(h, id, SCRATCH));
             best_effort(h, "clear intent", clear_intent(h, id));
+            return Err(e);
+        }
+        // The rename may have committed: the scratch file may now be `output`, and clearing the
+        // intent would leave meta saying "archived" over restored bytes (a later restore would
+        // duplicate them). Recovery reads `output` and decides.
+        Err(PlaceError::OutcomeUnknown(e)) => {
+            h.log(
+                Level::Warn,
+                &format!(
+                    "session {id}: the rename of the restored output failed with an unknown \
+                     outcome; the restore intent stays for recover to decide: {e:?}"
+                ),
+            );
             return Err(e);
         }
     };
@@ -73,6 +93,20 @@ pub fn restore<H: Host>(
     })
 }
 
+/// Why a restore could not put its output in place.
+enum PlaceError {
+    /// Nothing was put in place: the scratch file can go and the intent can be cleared.
+    Failed(Error),
+    /// The final rename failed with an I/O error: it may or may not have committed.
+    OutcomeUnknown(Error),
+}
+
+impl From<Error> for PlaceError {
+    fn from(e: Error) -> Self {
+        PlaceError::Failed(e)
+    }
+}
+
 /// Builds [`SCRATCH`] = archive bytes + live bytes, then renames it over `output` only if
 /// the live file did not change since we copied it (nothing written after archiving is lost). Returns the number of live bytes kept.
 fn restore_into_place<H: Host>(
@@ -81,9 +115,10 @@ fn restore_into_place<H: Host>(
     name: &str,
     raw_len: u64,
     crc: Option<u32>,
-) -> Result<u64, Error> {
+    circular: Option<u64>,
+) -> Result<u64, PlaceError> {
     delete_if_present(h, id, SCRATCH)?;
-    h.create_file(id, SCRATCH)
+    h.create_file(id, SCRATCH, circular)
         .map_err(|e| file_err("create scratch file", e))?;
     let mut append = |data: &[u8]| -> Result<(), Error> {
         h.append_file(id, SCRATCH, data)
@@ -104,14 +139,18 @@ fn restore_into_place<H: Host>(
             .stat_file(id, OUTPUT_FILE)
             .map_err(|e| file_err("stat live output", e))?;
         if let Some(s) = &live {
-            let from = *live_from.get_or_insert_with(|| first_held(s));
+            let from = match live_from {
+                Some(f) => f,
+                None => *live_from.insert(newer_start(h, id, s, name, raw_len, crc)?),
+            };
             if pos == 0 {
                 pos = from;
             }
             if s.size < pos || created.is_some_and(|c| c != s.created_ms) {
                 return Err(Error::Conflict(format!(
                     "live output of {id} was replaced during restore"
-                )));
+                ))
+                .into());
             }
             created = Some(s.created_ms);
             let mut chunker = Chunker::new(&mut append);
@@ -119,19 +158,26 @@ fn restore_into_place<H: Host>(
             chunker.flush()?;
             pos = s.size;
         } else if live_from.is_some() {
-            return Err(Error::Conflict(format!(
-                "live output of {id} was deleted during restore"
-            )));
+            return Err(
+                Error::Conflict(format!("live output of {id} was deleted during restore")).into(),
+            );
         }
         match h.rename_file_if_unchanged(id, SCRATCH, OUTPUT_FILE, live.as_ref()) {
             Ok(()) => return Ok(pos - live_from.unwrap_or(0)),
             Err(files::Error::Conflict(_)) => continue,
-            Err(e) => return Err(file_err("rename restored output into place", e)),
+            Err(e @ files::Error::Io(_)) => {
+                return Err(PlaceError::OutcomeUnknown(file_err(
+                    "rename restored output into place",
+                    e,
+                )))
+            }
+            Err(e) => return Err(file_err("rename restored output into place", e).into()),
         }
     }
     Err(Error::Conflict(format!(
         "live output of {id} kept changing; restore gave up after {RENAME_ATTEMPTS} attempts"
-    )))
+    ))
+    .into())
 }
 
 #[cfg(test)]
@@ -161,6 +207,39 @@ mod tests {
             b"old-1\nold-2\nnew-1\nnew-2\n"
         );
         assert_eq!((r.archived_bytes, r.newer_bytes), (12, 12));
+    }
+
+    #[test]
+    fn restore_and_export_accept_a_meta_path_that_resolves_to_the_sessions_own_archive() {
+        let h = host_with_session(b"x\n");
+        ops::archive(&h, ID, 6).unwrap();
+        let via_link = format!("{}/s1.jsonl.gz", crate::fake::FAKE_ARCHIVES_LINK);
+        h.state
+            .borrow_mut()
+            .objects
+            .get_mut(ID)
+            .unwrap()
+            .0
+            .insert(keys::ARCHIVE_PATH.into(), json!(via_link));
+        ops::export(&h, ID, u64::MAX).unwrap();
+        assert_eq!(h.state.borrow().sink, b"x\n");
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), b"x\n");
+        // Another session's archive through the same link is still refused.
+        let h = host_with_session(b"x\n");
+        ops::archive(&h, ID, 6).unwrap();
+        let other = format!("{}/other.jsonl.gz", crate::fake::FAKE_ARCHIVES_LINK);
+        h.state
+            .borrow_mut()
+            .objects
+            .get_mut(ID)
+            .unwrap()
+            .0
+            .insert(keys::ARCHIVE_PATH.into(), json!(other));
+        assert!(matches!(
+            ops::restore(&h, ID, u64::MAX),
+            Err(Error::InvalidMeta(_))
+        ));
     }
 
     #[test]
