@@ -1,12 +1,11 @@
 //! Sandbox limits on hand-made components: a loop is stopped by the deadline or stall rule, an
 //! unbounded allocation by the memory cap, each with an error naming the policy and operation.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use session_archiver::error::{ArchiverError, LimitKind, Op};
+use session_archiver_testkit::components::*;
+use session_archiver_testkit::{shared_runtime as runtime, tight_runtime};
 
 #[test]
 fn a_hand_made_component_with_a_good_info_loads() {

@@ -1,10 +1,9 @@
 //! Loading: the errors users see for files that are not our policies, and `info` on load.
 
-mod common;
-
-use common::*;
 use session_archiver::bindings::WIT_VERSION;
 use session_archiver::error::{ArchiverError, Op};
+use session_archiver_testkit::components::*;
+use session_archiver_testkit::shared_runtime as runtime;
 
 #[test]
 fn garbage_bytes_are_refused_as_not_webassembly() {

@@ -1,14 +1,14 @@
 //! The compile cache and hot swap, on hand-made components (no guest toolchain needed).
 
-mod common;
-
 use std::sync::{Arc, Condvar, Mutex};
 
-use common::*;
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::error::ArchiverError;
 use session_archiver::runtime::{CacheSetting, Runtime, RuntimeOptions};
 use session_archiver::store::Clock;
+use session_archiver_testkit::components::*;
+use session_archiver_testkit::mem::*;
+use session_archiver_testkit::shared_runtime as runtime;
 
 fn runtime_with_cache(cache: CacheSetting) -> Runtime {
     Runtime::new(RuntimeOptions {

@@ -12,7 +12,9 @@
 //! ```
 
 pub mod app_schema;
+pub mod components;
 pub mod fixtures;
+pub mod mem;
 pub mod recorder;
 pub mod stores;
 
@@ -45,18 +47,27 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a built policy component, e.g. `policy_path("inactivity")`.
+/// Path of a built policy component, e.g. `policy_path("inactivity")`: in
+/// `$ARCHIVER_POLICY_DIR` when set, else in `target/policies/` (`cargo xtask build-policies`).
+/// Panics, saying how to build it, when the file is missing or too small to be a component.
 pub fn policy_path(name: &str) -> PathBuf {
     let dir = std::env::var_os("ARCHIVER_POLICY_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target").join("policies"));
     let path = dir.join(format!("{name}.wasm"));
+    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask build-policies` first",
+        len > 1024,
+        "{} is missing or a placeholder: run `cargo xtask build-policies` first",
         path.display()
     );
     path
+}
+
+/// The bytes of a built policy component (see [`policy_path`]).
+pub fn policy_bytes(name: &str) -> Vec<u8> {
+    let path = policy_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// One runtime per test binary, with the compile cache in `target/test-cache` so every test
@@ -77,12 +88,35 @@ pub fn runtime_with_limits(limits: Limits) -> Arc<Runtime> {
     let rt = Arc::new(
         Runtime::new(RuntimeOptions {
             limits: limits.clone(),
-            cache: CacheSetting::Dir(workspace_root().join("target").join("test-cache")),
+            cache: CacheSetting::Dir(test_cache_dir()),
         })
         .expect("build the wasmtime runtime"),
     );
     all.push((limits, rt.clone()));
     rt
+}
+
+/// A fresh runtime with tight limits for the sandbox tests: `memory_bytes` of linear memory, a
+/// `deadline_ms` deadline and an optional stall rule. Fresh, so its peak-memory counter is its
+/// own; it shares the compile cache of [`shared_runtime`].
+pub fn tight_runtime(memory_bytes: usize, deadline_ms: u64, stall_ms: Option<u64>) -> Arc<Runtime> {
+    Arc::new(
+        Runtime::new(RuntimeOptions {
+            limits: Limits {
+                memory_bytes,
+                deadline: std::time::Duration::from_millis(deadline_ms),
+                stall: stall_ms.map(std::time::Duration::from_millis),
+                ..Limits::default()
+            },
+            cache: CacheSetting::Dir(test_cache_dir()),
+        })
+        .expect("build the wasmtime runtime"),
+    )
+}
+
+/// The compile cache every test runtime shares, so only the first load of a component compiles.
+pub fn test_cache_dir() -> PathBuf {
+    workspace_root().join("target").join("test-cache")
 }
 
 /// Loads a built policy into the shared runtime.

@@ -1,6 +1,6 @@
 //! Hostile policies on the mock host: the `hostile` component misbehaving in
 //! every mode (loop, alloc, trap, trap-mid-archive, bad-args, garbage) in *every* export, over a
-//! store holding live and archived sessions. `host/tests/runtime_hostile.rs` checks one export
+//! store holding live and archived sessions. `hostile_policy_limits.rs` checks one export
 //! per mode; this file sweeps the whole matrix. Guards, for each (mode, export): the call ends
 //! within its limit with a typed error (`Limit`/`Trap`/`Policy`) naming the policy and the
 //! operation; every live file, archive and meta value is byte-for-byte unchanged and no temp

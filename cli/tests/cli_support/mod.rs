@@ -10,18 +10,9 @@ use tempfile::TempDir;
 /// The built binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_archiver");
 
-/// `target/policies/<name>.wasm`, which `cargo xtask build-policies` makes.
+/// A built policy component (the testkit's finder: `target/policies/<name>.wasm`).
 pub fn policy(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/policies")
-        .join(format!("{name}.wasm"));
-    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        len > 1024,
-        "{} is missing: run `cargo xtask build-policies` first",
-        p.display()
-    );
-    p
+    session_archiver_testkit::policy_path(name)
 }
 
 /// `archiver --data-dir DIR` with a clean environment: no `ARCHIVER_*` from the caller, a

@@ -1,10 +1,19 @@
-//! An in-memory [`Host`] for native tests of the operations and of policies.
+//! A test double of the host imports: an in-memory [`Host`] for native (non-wasm) tests of the
+//! kit's operations and of policies, so they run with `cargo test` and no wasmtime.
 //!
-//! It follows the WIT contracts (conditional delete/rename compare the whole stat, writers only
-//! appear on commit, circular files forget their oldest bytes) and adds what tests need: a call
-//! log, one-shot failures, simulated crashes (a panic at or after a named call, with the state as
-//! it was at that instant) and appends injected right before a named call (the application writing
-//! while a policy works).
+//! It models the WIT contract as a guest sees it (`wit/objects.wit`, `files.wit`,
+//! `archive-dir.wit`, `clock.wit`, `export-sink.wit`): conditional delete/rename compare the
+//! whole stat, writers only appear on commit, circular files forget their oldest bytes, archive
+//! names are one safe path component. It is the third implementation of that contract, beside
+//! the host's SQLite and in-memory stores, and the only one the store contract suite
+//! (`host/tests/*_contract.rs`) does not run: it lives in the guest workspace (its `Host` trait
+//! is the guest's view of the imports, not the host's store traits), so a change to the
+//! contract must be made here by hand too. The policies' end-to-end tests run the built
+//! components against the real host stores (`tests/`), which is what catches a drift.
+//!
+//! On top of the contract it adds what tests need: a call log, one-shot failures, simulated
+//! crashes (a panic at or after a named call, with the state as it was at that instant) and
+//! appends injected right before a named call (the application writing while a policy works).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -5,13 +5,12 @@
 //! storage class is the one the app chose and every byte outside the archiver's keys is the
 //! app's.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
 use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
-use common::{inactivity, now_ms, runtime};
+use session_archiver_testkit::mem::now_ms;
+use session_archiver_testkit::{load_policy, shared_runtime as runtime};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 use session_archiver::archive_dir::fs::FsArchiveDir;
@@ -113,7 +112,7 @@ fn archiver(db: &Path, archives: &Path) -> Archiver {
         workers: Some(2),
         ..Default::default()
     };
-    Archiver::new(stores, runtime(), inactivity(), options).unwrap()
+    Archiver::new(stores, runtime(), load_policy("inactivity"), options).unwrap()
 }
 
 /// AgentMux's read: `row.get::<Vec<u8>>`, which refuses a TEXT value.

@@ -2,18 +2,22 @@
 //! mid-archive) and abused import arguments each end in a clear error naming the policy, the
 //! operation and the session, leave nothing half-done, and the archiver keeps serving.
 
-mod common;
-
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::*;
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::bindings::guest;
 use session_archiver::error::{ArchiverError, LimitKind, Op};
 use session_archiver::policy::LoadedPolicy;
 use session_archiver::runtime::Runtime;
 use session_archiver::store::{FileStore, OUTPUT_FILE};
+use session_archiver_testkit::mem::*;
+use session_archiver_testkit::{load_policy, policy_path, tight_runtime};
+
+/// The test-only hostile policy, loaded into the shared runtime.
+fn hostile() -> LoadedPolicy {
+    load_policy("hostile")
+}
 
 /// Tight limits: 64 MiB of memory, a 2 s deadline, a 500 ms stall rule.
 fn tight() -> (Arc<Runtime>, LoadedPolicy) {

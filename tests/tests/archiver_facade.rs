@@ -1,19 +1,25 @@
 //! The built `inactivity` policy through the `Archiver` facade on in-memory stores: info,
 //! config validation, archive/restore/export round trips, the parallel sweep and session locks.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use serde_json::{json, Value};
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::bindings::guest;
 use session_archiver::error::{ArchiverError, Op};
 use session_archiver::locks::SessionLocks;
+use session_archiver::policy::LoadedPolicy;
 use session_archiver::store::{FileStore, ObjectStore, OUTPUT_FILE};
+use session_archiver_testkit::components::with_custom_section;
+use session_archiver_testkit::mem::{mem_stores, Mem};
+use session_archiver_testkit::{load_policy, policy_bytes, shared_runtime as runtime};
+
+/// The default policy, loaded into the shared runtime.
+fn inactivity() -> LoadedPolicy {
+    load_policy("inactivity")
+}
 
 fn archiver(mem: &Mem, workers: usize) -> Archiver {
     let options = ArchiverOptions {

@@ -1,102 +1,10 @@
-//! Helpers shared by the `runtime_*` tests: one runtime and one compile per test binary, the
-//! built policy components, in-memory stores, and hand-made components for loader errors.
-#![allow(dead_code)]
+//! Hand-made policy components for the loader, limit and swap tests: other worlds, wrong
+//! versions, and tiny WAT policies whose exports do nothing (or loop, or allocate), so the
+//! sandbox can be tested without any guest toolchain.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-
-use serde_json::{json, Value};
-use session_archiver::archive_dir::memory::MemoryArchiveDir;
 use session_archiver::bindings::WIT_VERSION;
-use session_archiver::host::Stores;
-use session_archiver::policy::LoadedPolicy;
-use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
-use session_archiver::store::memory::{MemoryFiles, MemoryObjects};
-use session_archiver::store::{Clock, FileOpts, FileStore, ObjectStore, SystemClock, OUTPUT_FILE};
 
-/// The workspace root (`host/..`).
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `target/policies/<name>.wasm`, which must exist.
-pub fn policy_path(name: &str) -> PathBuf {
-    let p = workspace()
-        .join("target/policies")
-        .join(format!("{name}.wasm"));
-    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        len > 1024,
-        "{} is missing or a placeholder: run `cargo xtask build-policies`",
-        p.display()
-    );
-    p
-}
-
-pub fn policy_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(policy_path(name)).expect("read policy")
-}
-
-/// A compile cache private to this test binary (so the first load really compiles).
-pub fn cache_dir() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
-        .path()
-        .to_path_buf()
-}
-
-/// The runtime every test in this binary shares (default limits, private cache).
-pub fn runtime() -> Arc<Runtime> {
-    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RT.get_or_init(|| {
-        Arc::new(
-            Runtime::new(RuntimeOptions {
-                limits: Limits::default(),
-                cache: CacheSetting::Dir(cache_dir()),
-            })
-            .expect("runtime"),
-        )
-    })
-    .clone()
-}
-
-/// A runtime with tight limits for the sandbox tests.
-pub fn tight_runtime(memory_bytes: usize, deadline_ms: u64, stall_ms: Option<u64>) -> Arc<Runtime> {
-    Arc::new(
-        Runtime::new(RuntimeOptions {
-            limits: Limits {
-                memory_bytes,
-                deadline: std::time::Duration::from_millis(deadline_ms),
-                stall: stall_ms.map(std::time::Duration::from_millis),
-                ..Limits::default()
-            },
-            cache: CacheSetting::Dir(cache_dir()),
-        })
-        .expect("runtime"),
-    )
-}
-
-/// The default policy, compiled once per test binary.
-pub fn inactivity() -> LoadedPolicy {
-    static P: OnceLock<LoadedPolicy> = OnceLock::new();
-    P.get_or_init(|| {
-        runtime()
-            .load_file(&policy_path("inactivity"))
-            .expect("load inactivity")
-    })
-    .clone()
-}
-
-/// The test-only hostile policy, compiled once per test binary.
-pub fn hostile() -> LoadedPolicy {
-    static P: OnceLock<LoadedPolicy> = OnceLock::new();
-    P.get_or_init(|| {
-        runtime()
-            .load_file(&policy_path("hostile"))
-            .expect("load hostile")
-    })
-    .clone()
-}
+use crate::workspace_root as workspace;
 
 /// `bytes` with a custom section appended: the same code under a different SHA-256, i.e. "a
 /// new version" of a policy for swap tests.
@@ -119,64 +27,6 @@ pub fn with_custom_section(bytes: &[u8], tag: &str) -> Vec<u8> {
     }
     out.extend_from_slice(&payload);
     out
-}
-
-/// In-memory stores plus handles to seed them.
-pub struct Mem {
-    pub objects: MemoryObjects,
-    pub files: Arc<MemoryFiles>,
-    pub dir: MemoryArchiveDir,
-    pub stores: Stores,
-}
-
-pub fn now_ms() -> i64 {
-    SystemClock.now_ms()
-}
-
-pub fn mem_stores() -> Mem {
-    let objects = MemoryObjects::new();
-    let files = Arc::new(MemoryFiles::new());
-    let dir = MemoryArchiveDir::new();
-    let stores = Stores {
-        objects: Arc::new(objects.clone()),
-        files: files.clone(),
-        archive_dir: Arc::new(dir.clone()),
-        clock: Arc::new(SystemClock),
-    };
-    Mem {
-        objects,
-        files,
-        dir,
-        stores,
-    }
-}
-
-impl Mem {
-    /// An agent session idle for `idle_days` with `lines` JSONL lines of output.
-    pub fn agent_session(&self, id: &str, idle_days: i64, lines: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..lines {
-            out.extend_from_slice(
-                format!("{{\"i\":{i},\"text\":\"line {i} of session {id}\"}}\n").as_bytes(),
-            );
-        }
-        let meta = json!({
-            "view": "agent",
-            "session:last_activity_ms": now_ms() - idle_days * session_archiver::store::DAY_MS,
-            "session:line_count": lines,
-        });
-        let Value::Object(meta) = meta else {
-            unreachable!()
-        };
-        self.objects.insert(id, &meta).expect("insert");
-        self.files
-            .create(id, OUTPUT_FILE, FileOpts::default())
-            .expect("create");
-        for chunk in out.chunks(64 << 10) {
-            self.files.append(id, OUTPUT_FILE, chunk).expect("append");
-        }
-        out
-    }
 }
 
 /// A component of another world: imports `wasi:cli/environment` and exports `run`.

@@ -1,12 +1,11 @@
 //! `Archiver::builder()`, the way an app embeds the archiver: its own stores as trait objects,
 //! an archive directory, a policy from bytes or a file, its config, limits, workers and locks.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{cache_dir, mem_stores, policy_bytes, policy_path};
+use session_archiver_testkit::mem::mem_stores;
+use session_archiver_testkit::{policy_bytes, policy_path, test_cache_dir as cache_dir};
 use session_archiver::builder::BuildError;
 use session_archiver::error::{ArchiverError, PolicyError};
 use session_archiver::locks::SessionLocks;

@@ -1,13 +1,12 @@
 //! Guards the sandbox's first promise: a built policy imports only this project's interfaces —
 //! no `wasi:*`, no bare functions — so it can touch nothing the host did not hand it.
 
-mod common;
-
+use session_archiver_testkit::policy_bytes;
 use wit_component::DecodedWasm;
 
 /// Every import of the component at `target/policies/<name>.wasm`, as `package/interface` names.
 fn imports_of(name: &str) -> Vec<String> {
-    let bytes = common::policy_bytes(name);
+    let bytes = policy_bytes(name);
     let DecodedWasm::Component(resolve, world) =
         wit_component::decode(&bytes).expect("decode the component")
     else {

@@ -6,20 +6,20 @@
 //! Host RSS is checked by `cargo xtask bench` in a fresh process (a test binary's RSS is shared
 //! with every other test).
 
-mod common;
-
 use std::sync::Arc;
 
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::store::{FileOpts, FileStore, ObjectStore, OUTPUT_FILE};
 use session_archiver_demo::{count_lines, session_jsonl};
+use session_archiver_testkit::mem::{mem_stores, now_ms};
+use session_archiver_testkit::{policy_path, test_cache_dir};
 
 const SESSION_BYTES: u64 = 24 << 20;
 const GUEST_BOUND: u64 = 16 << 20;
 
 #[test]
 fn archive_export_and_restore_of_a_24_mib_session_keep_guest_memory_under_16_mib() {
-    let mem = common::mem_stores();
+    let mem = mem_stores();
     let id = "big-session";
     mem.files
         .create(id, OUTPUT_FILE, FileOpts::default())
@@ -32,7 +32,7 @@ fn archive_export_and_restore_of_a_24_mib_session_keep_guest_memory_under_16_mib
     }
     let meta = serde_json::json!({
         "view": "agent",
-        "session:last_activity_ms": common::now_ms() - 30 * session_archiver::store::DAY_MS,
+        "session:last_activity_ms": now_ms() - 30 * session_archiver::store::DAY_MS,
         "session:line_count": lines,
     });
     let serde_json::Value::Object(meta) = meta else {
@@ -43,14 +43,12 @@ fn archive_export_and_restore_of_a_24_mib_session_keep_guest_memory_under_16_mib
     // A runtime of our own: the peak counter is per runtime, and other tests share theirs.
     let runtime = Arc::new(
         session_archiver::runtime::Runtime::new(session_archiver::runtime::RuntimeOptions {
-            cache: session_archiver::runtime::CacheSetting::Dir(common::cache_dir()),
+            cache: session_archiver::runtime::CacheSetting::Dir(test_cache_dir()),
             ..Default::default()
         })
         .expect("runtime"),
     );
-    let policy = runtime
-        .load_file(&common::policy_path("inactivity"))
-        .expect("load");
+    let policy = runtime.load_file(&policy_path("inactivity")).expect("load");
     let archiver = Archiver::new(
         mem.stores.clone(),
         runtime.clone(),
