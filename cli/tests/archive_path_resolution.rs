@@ -42,7 +42,7 @@ fn a_path_is_the_archives_when_its_parent_resolves_to_the_directory() {
 
 /// Rewrites `session:archive_path` in a block's meta (a JSON BLOB, as the app stores it).
 fn set_archive_path(data: &Path, id: &str, path: &str) {
-    let conn = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+    let conn = rusqlite::Connection::open(cli_support::objects_db(data)).unwrap();
     let raw: Vec<u8> = conn
         .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
             r.get::<_, rusqlite::types::Value>(0)

@@ -186,7 +186,7 @@ fn sweep_strict_exits_5_when_the_prune_cannot_remove_an_archive() {
 
     // From now on the object store refuses every write, so each prune's tombstone fails: the
     // sweep itself has nothing else to do, only the prune fails.
-    let conn = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+    let conn = rusqlite::Connection::open(cli_support::objects_db(&data)).unwrap();
     conn.execute_batch(
         "CREATE TRIGGER refuse_update BEFORE UPDATE ON db_block
            BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Sets `session:archive_pinned` in a block's meta, the way the app stores it (a JSON BLOB).
 fn pin(data: &Path, id: &str) {
-    let conn = rusqlite::Connection::open(data.join("objects.db")).unwrap();
+    let conn = rusqlite::Connection::open(cli_support::objects_db(data)).unwrap();
     let raw: Vec<u8> = conn
         .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
             r.get::<_, rusqlite::types::Value>(0)
