@@ -5,6 +5,7 @@
 pub mod archive_dir;
 pub mod archiver;
 pub mod bindings;
+pub mod compile_cache;
 pub mod data_dir;
 pub mod demo;
 pub mod error;
