@@ -151,7 +151,7 @@ pub enum ArchiverError {
         /// The session the operation serves.
         target: Option<String>,
         /// The import called (`files.delete`).
-        import: String,
+        import: &'static str,
         /// What it was called on (`file b/output`).
         denied: String,
         why: String,

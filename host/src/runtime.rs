@@ -561,7 +561,7 @@ pub(crate) fn classify_trap(
             policy,
             op,
             target,
-            import: import.to_string(),
+            import,
             denied,
             why,
         },

@@ -69,3 +69,56 @@ fn run_loads_an_insecure_policy_file_when_the_flag_allows_it_and_warns() {
     assert!(err.contains("insecure policy file"), "{err}");
     assert!(err.contains("sweep 1:"), "{err}");
 }
+
+#[test]
+fn run_rejects_a_swap_to_a_policy_file_made_writable_by_others_and_keeps_serving() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let (tmp, data) = demo();
+    let file = tmp.path().join("policy.wasm");
+    let original = std::fs::read(policy("inactivity")).unwrap();
+    std::fs::write(&file, &original).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = archiver(&data);
+    c.arg("--policy").arg(&file).args([
+        "run",
+        "--every",
+        "300ms",
+        "--max-sweeps",
+        "4",
+        "--watch-interval",
+        "20ms",
+    ]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn archiver run");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let first = line.contains("sweep 1:");
+        seen.push(line);
+        if first {
+            break;
+        }
+    }
+    // New bytes (a custom section appended), and writable by anyone.
+    let mut changed = original.clone();
+    changed.extend_from_slice(&[0, 5, 4, b't', b'e', b's', b't']);
+    // Replaced atomically, so the watcher never sees the new bytes with the old mode.
+    let next = tmp.path().join("policy.next");
+    std::fs::write(&next, &changed).unwrap();
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let log = seen.join("\n");
+    assert!(status.success(), "{log}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("policy rejected") && l.contains("writable by group or others")),
+        "{log}"
+    );
+    assert!(!log.contains("policy swapped"), "{log}");
+    assert!(log.contains("sweep 4:"), "{log}");
+}

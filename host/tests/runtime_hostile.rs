@@ -175,7 +175,7 @@ fn abused_import_arguments_get_errors_not_crashes() {
         panic!("{err:?}")
     };
     assert_eq!(
-        (*op, target.as_deref(), import.as_str()),
+        (*op, target.as_deref(), *import),
         (Op::Archive, Some("s4"), "files.stat")
     );
     assert_eq!(live_size(&mem, "s4").map(|s| s > 0), Some(true));

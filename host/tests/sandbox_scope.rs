@@ -207,7 +207,7 @@ fn assert_refused(err: &ArchiverError, op: Op, session: Option<&str>, import: &s
     };
     assert_eq!(*got_op, op, "{err}");
     assert_eq!(target.as_deref(), session, "{err}");
-    assert_eq!(got_import, import, "{err}");
+    assert_eq!(*got_import, import, "{err}");
     assert_eq!(got_denied, denied, "{err}");
     let msg = err.to_string();
     assert!(
