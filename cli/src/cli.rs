@@ -238,6 +238,11 @@ pub enum Command {
         /// How often to check the policy file for changes.
         #[arg(long, value_name = "DURATION", default_value = "1s")]
         watch_interval: humantime::Duration,
+        /// Load the policy file even when group or others can write it (or its directory). By
+        /// default such a file is refused, at start and at every swap: whoever can write it can
+        /// change the code that runs on every session.
+        #[arg(long)]
+        allow_insecure_policy_file: bool,
     },
 
     /// Create a realistic demo data directory: agent sessions of JSONL with mixed idle times and

@@ -43,8 +43,12 @@ impl fmt::Display for Op {
 pub enum LimitKind {
     /// The per-operation deadline, or the stall rule (no host call for too long).
     Deadline,
-    /// The linear-memory cap.
+    /// The linear-memory cap (all of an instance's memories together).
     Memory,
+    /// The cap on archive readers and writers open at once.
+    OpenArchives,
+    /// The cap on bytes written per operation.
+    Writes,
 }
 
 impl fmt::Display for LimitKind {
@@ -52,6 +56,8 @@ impl fmt::Display for LimitKind {
         f.write_str(match self {
             LimitKind::Deadline => "deadline",
             LimitKind::Memory => "memory",
+            LimitKind::OpenArchives => "open-archives",
+            LimitKind::Writes => "writes",
         })
     }
 }
@@ -130,6 +136,24 @@ pub enum ArchiverError {
         which: LimitKind,
         msg: String,
     },
+    /// The policy called an import on something outside its operation's scope (another
+    /// session's data, a write during a read-only operation, an unconditional delete of live
+    /// output). The call was refused before it reached the store.
+    #[error(
+        "policy {policy} was refused in {op}{}: {import} on {denied}: {why}",
+        On(target)
+    )]
+    Refused {
+        policy: String,
+        op: Op,
+        /// The session the operation serves.
+        target: Option<String>,
+        /// The import called (`files.delete`).
+        import: &'static str,
+        /// What it was called on (`file b/output`).
+        denied: String,
+        why: String,
+    },
     /// The policy returned an error.
     #[error(
         "policy {policy} failed {op}{}: {}",
@@ -174,6 +198,7 @@ impl ArchiverError {
             ArchiverError::Incompatible { .. } => "incompatible",
             ArchiverError::Trap { .. } => "trap",
             ArchiverError::Limit { .. } => "limit",
+            ArchiverError::Refused { .. } => "refused",
             ArchiverError::Policy { .. } => "policy",
             ArchiverError::Store(_) => "store",
             ArchiverError::Locked { .. } => "locked",

@@ -13,6 +13,7 @@ pub mod archiver;
 pub mod bindings;
 pub mod builder;
 pub mod cap;
+pub mod compile_cache;
 pub mod data_dir;
 pub mod error;
 pub mod host;

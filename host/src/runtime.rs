@@ -14,8 +14,9 @@ use wasmtime::{Config, Engine, OptLevel, Store, UpdateDeadline};
 
 use crate::archive_dir::{ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::bindings::{guest, ArchivePolicy, ArchivePolicyPre, WIT_PACKAGE, WIT_VERSION};
+use crate::compile_cache;
 use crate::error::{ArchiverError, LimitKind, Op, PolicyError};
-use crate::host::{HostState, HostTrap, Stores};
+use crate::host::{HostState, HostTrap, OpScope, Quotas, Stores};
 use crate::policy::LoadedPolicy;
 use crate::store::{
     FileOpts, FileStat, FileStore, Meta, Object, ObjectStore, Page, StoreError, SystemClock,
@@ -34,6 +35,18 @@ pub struct Limits {
     pub stall: Option<Duration>,
     /// How often the epoch ticks, i.e. the granularity of both limits (default 10 ms).
     pub tick: Duration,
+    /// Archive readers and writers one operation may hold open at once (default 16; the built
+    /// policies hold at most two).
+    pub max_open_archives: usize,
+    /// Bytes an operation may write (file-store appends plus archive writes) before it has read
+    /// anything (default 64 MiB). See [`Limits::write_ratio`].
+    pub write_floor_bytes: u64,
+    /// Bytes an operation may write per file-store byte it read (default 4): an archive writes a
+    /// gzip no larger than what it read plus a few bytes per block. Each archive byte read allows
+    /// a further [`crate::host::INFLATE_RATIO_MAX`] bytes, DEFLATE's largest possible expansion, so a restore
+    /// of highly compressible output is bounded by what its archive can really inflate to, and
+    /// is never refused. Together: a policy cannot fill the disk from nothing.
+    pub write_ratio: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +56,20 @@ impl Default for Limits {
             deadline: Duration::from_secs(600),
             stall: Some(Duration::from_secs(30)),
             tick: Duration::from_millis(10),
+            max_open_archives: Quotas::default().max_open_archives,
+            write_floor_bytes: Quotas::default().write_floor_bytes,
+            write_ratio: Quotas::default().write_ratio,
+        }
+    }
+}
+
+impl Limits {
+    /// The per-operation quotas these limits set.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            max_open_archives: self.max_open_archives,
+            write_floor_bytes: self.write_floor_bytes,
+            write_ratio: self.write_ratio,
         }
     }
 }
@@ -240,26 +267,40 @@ impl Runtime {
         sha256: &str,
         label: &str,
     ) -> Result<(Component, bool), ArchiverError> {
-        let cache = self.cache_path(sha256);
-        if let Some(path) = cache.as_ref().filter(|p| p.is_file()) {
-            // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. It is: we
-            // wrote it (below) into our cache directory, under a name keyed by the SHA-256 of the
-            // source and this engine's compatibility hash, via write-then-rename so it is never
-            // seen half-written. wasmtime still checks its header and version and errors (we then
-            // recompile) on mismatch.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(c) => {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((c, true));
+        let cache = self.cache_path(sha256).filter(|p| trusted_cache_dir(p));
+        if let Some(path) = cache.as_ref() {
+            match compile_cache::read_entry(path) {
+                Ok(None) => {}
+                Ok(Some(cached)) => {
+                    // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output. They
+                    // are: read through a handle opened without following symlinks, from a file
+                    // owned by us that no one else can write, in a directory no one else can
+                    // write, under a name keyed by the SHA-256 of the source and this engine's
+                    // compatibility hash; we wrote it (below) to a fresh private temp file and
+                    // renamed it in place. wasmtime still checks its header and version and
+                    // errors (we then recompile) on mismatch.
+                    match unsafe { Component::deserialize(&self.engine, &cached) } {
+                        Ok(c) => {
+                            self.hits.fetch_add(1, Ordering::Relaxed);
+                            return Ok((c, true));
+                        }
+                        Err(e) => {
+                            tracing::warn!("ignoring unusable cache entry {}: {e}", path.display())
+                        }
+                    }
                 }
-                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e}", path.display()),
+                Err(e) => tracing::warn!("ignoring untrusted compile cache entry: {e}"),
             }
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| wasm_err(label, "not a valid component", e))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(path) = cache {
-            if let Err(e) = write_cache(&component, &path) {
+            let written = component
+                .serialize()
+                .map_err(|e| e.to_string())
+                .and_then(|b| compile_cache::write_entry(&path, &b).map_err(|e| e.to_string()));
+            if let Err(e) = written {
                 tracing::warn!("cannot write compile cache {}: {e}", path.display());
             }
         }
@@ -386,6 +427,7 @@ impl Runtime {
         if let Some(sink) = sink {
             state = state.with_sink(sink);
         }
+        state = state.for_op(op_scope(stores, op, target)?, self.limits.quotas());
         let mut store = self.new_store(state);
         let result = policy
             .pre
@@ -413,6 +455,21 @@ impl Drop for Runtime {
             let _ = t.join();
         }
     }
+}
+
+/// The scope of `op` on `target`; a prune's is the archives listed now.
+fn op_scope(stores: &Stores, op: Op, target: Option<&str>) -> Result<OpScope, ArchiverError> {
+    let listed = if op == Op::Prune {
+        stores
+            .archive_dir
+            .list()?
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(OpScope::for_op(op, target, listed))
 }
 
 /// The interfaces a policy may import (without package and version).
@@ -481,6 +538,33 @@ pub(crate) fn classify_trap(
             which: LimitKind::Memory,
             msg: t.to_string(),
         },
+        Some(t @ HostTrap::Handles { .. }) => ArchiverError::Limit {
+            policy,
+            op,
+            target,
+            which: LimitKind::OpenArchives,
+            msg: t.to_string(),
+        },
+        Some(t @ HostTrap::Writes { .. }) => ArchiverError::Limit {
+            policy,
+            op,
+            target,
+            which: LimitKind::Writes,
+            msg: t.to_string(),
+        },
+        Some(HostTrap::Refused {
+            import,
+            target: denied,
+            why,
+            ..
+        }) => ArchiverError::Refused {
+            policy,
+            op,
+            target,
+            import,
+            denied,
+            why,
+        },
         Some(t) => ArchiverError::Trap {
             policy,
             op,
@@ -510,19 +594,19 @@ fn trap_message(e: &wasmtime::Error) -> String {
     }
 }
 
-fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
+/// Whether the directory of cache entry `path` may hold native code we will run: ours, not
+/// writable by group or others (created 0700 when missing). When not, the policy is compiled
+/// without the cache and a warning says why: a cache is an optimisation, never worth running
+/// code someone else could have planted.
+fn trusted_cache_dir(path: &Path) -> bool {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    match compile_cache::check_dir(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("not using the compile cache: {e}");
+            false
+        }
+    }
 }
 
 /// Feeds `Hash` output into SHA-256 so the cache key is stable across processes (std's

@@ -28,7 +28,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             every,
             max_sweeps,
             watch_interval,
-        } => run::run(g, every.into(), max_sweeps, watch_interval.into()),
+            allow_insecure_policy_file,
+        } => run::run(
+            g,
+            every.into(),
+            max_sweeps,
+            watch_interval.into(),
+            allow_insecure_policy_file,
+        ),
         Command::Demo {
             sessions,
             scale,

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use session_archiver::archiver::Archiver;
 use session_archiver::data_dir::{DataDirPaths, Layout};
 use session_archiver::live_app::LiveAppError;
@@ -55,11 +58,16 @@ pub fn run(
     every: Duration,
     max_sweeps: Option<u64>,
     watch_interval: Duration,
+    allow_insecure: bool,
 ) -> Result<()> {
     let flags = install_signals()?;
+    let policy_path = setup::policy_path(g)?;
+    if let Err(why) = check_policy_file(&policy_path, allow_insecure) {
+        tracing::error!("policy refused: {why}");
+        bail!("policy refused: {why}");
+    }
     let (paths, layout) = setup::paths(g)?;
     let live = setup::live_guard(g, &paths);
-    let policy_path = setup::policy_path(g)?;
     // The stores are opened for writing only once the app is seen stopped: not even opening them
     // (journal mode, schema check) happens under a live app. A policy or store error at that
     // point ends `run`, as it would at start.
@@ -120,14 +128,14 @@ pub fn run(
                 // Record the file as seen, so the poll does not load it a second time.
                 watch.changed();
                 if let State::Open(s) = &state {
-                    swap(&s.archiver, &watch);
+                    swap(&s.archiver, &watch, allow_insecure);
                 }
             } else if last_watch.elapsed() >= watch_interval {
                 last_watch = Instant::now();
                 if watch.changed() {
                     tracing::info!("{} changed on disk", watch.path().display());
                     if let State::Open(s) = &state {
-                        swap(&s.archiver, &watch);
+                        swap(&s.archiver, &watch, allow_insecure);
                     }
                 }
             }
@@ -209,8 +217,58 @@ fn open_session(
     Ok(s)
 }
 
-fn swap(archiver: &Archiver, watch: &PolicyWatch) {
+/// Refuses a policy file that group or others can write, or that sits in a directory they can
+/// write (without the sticky bit): its code runs on every session, so only its owner may change
+/// it. `allow` (`--allow-insecure-policy-file`) turns the refusal into a warning.
+fn check_policy_file(path: &Path, allow: bool) -> Result<(), String> {
+    let mut problems = Vec::new();
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o022 != 0 => problems.push(format!(
+            "{} is writable by group or others (mode {:o})",
+            path.display(),
+            m.permissions().mode() & 0o7777
+        )),
+        Ok(_) => {}
+        // Missing or unreadable: the load reports it.
+        Err(_) => return Ok(()),
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(m) = std::fs::metadata(dir) {
+        let mode = m.permissions().mode();
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            problems.push(format!(
+                "its directory {} is writable by group or others (mode {:o})",
+                dir.display(),
+                mode & 0o7777
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let why = problems.join("; ");
+    if allow {
+        tracing::warn!("loading an insecure policy file (--allow-insecure-policy-file): {why}");
+        return Ok(());
+    }
+    Err(format!(
+        "{why}; make it writable only by its owner, or pass --allow-insecure-policy-file"
+    ))
+}
+
+fn swap(archiver: &Archiver, watch: &PolicyWatch, allow_insecure: bool) {
     let old = archiver.current_policy().id();
+    if let Err(why) = check_policy_file(watch.path(), allow_insecure) {
+        tracing::warn!(
+            "policy rejected: {} could not replace {}, which keeps serving: {why}",
+            watch.path().display(),
+            short(&old)
+        );
+        return;
+    }
     match archiver.swap_policy(watch.path()) {
         Ok(o) => tracing::info!(
             "policy swapped: {} -> {}{}",

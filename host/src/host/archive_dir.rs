@@ -3,7 +3,7 @@
 
 use wasmtime::component::Resource;
 
-use super::{check_chunk, HostError, HostState};
+use super::{check_chunk, Access, HostError, HostState};
 use crate::archive_dir::{self, ArchiveReader, ArchiveWriter};
 use crate::bindings::session_archiver::policy::archive_dir::{
     Entry, Error, Host, HostReader, HostWriter,
@@ -12,7 +12,7 @@ use crate::store::StoreError;
 
 /// The host side of a guest's `writer`: `None` once committed or aborted, so a later call is an
 /// `invalid` error rather than a use of a consumed writer.
-pub struct WriterResource(Option<Box<dyn ArchiveWriter>>);
+pub struct WriterResource(Option<Box<dyn ArchiveWriter>>, String);
 
 /// The host side of a guest's `reader`.
 pub struct ReaderResource(Box<dyn ArchiveReader>);
@@ -40,6 +40,12 @@ impl HostWriter for HostState {
     fn write(&mut self, w: Resource<WriterResource>, chunk: Vec<u8>) -> Result<(), HostError> {
         self.call(|s| {
             check_chunk(chunk.len(), "archive writer chunk")?;
+            let name = s.table.get(&w)?.1.clone();
+            s.charge_write(
+                "archive-dir.writer.write",
+                || format!("archive {name}"),
+                chunk.len(),
+            )?;
             let writer = s.table.get_mut(&w)?.0.as_mut().ok_or_else(consumed)?;
             Ok(writer.write(&chunk)?)
         })
@@ -65,6 +71,7 @@ impl HostWriter for HostState {
         // Dropping an uncommitted writer discards its temp file (the backend's Drop does it).
         self.call(|s| {
             s.table.delete(w)?;
+            s.usage.open_archives = s.usage.open_archives.saturating_sub(1);
             Ok(())
         })
     }
@@ -74,7 +81,9 @@ impl HostReader for HostState {
     fn read(&mut self, r: Resource<ReaderResource>, max: u32) -> Result<Vec<u8>, HostError> {
         self.call(|s| {
             check_chunk(max as usize, "archive reader max")?;
-            Ok(s.table.get_mut(&r)?.0.read(max as usize)?)
+            let data = s.table.get_mut(&r)?.0.read(max as usize)?;
+            s.usage.archive_read = s.usage.archive_read.saturating_add(data.len() as u64);
+            Ok(data)
         })
     }
 
@@ -85,6 +94,7 @@ impl HostReader for HostState {
     fn drop(&mut self, r: Resource<ReaderResource>) -> wasmtime::Result<()> {
         self.call(|s| {
             s.table.delete(r)?;
+            s.usage.open_archives = s.usage.open_archives.saturating_sub(1);
             Ok(())
         })
     }
@@ -93,10 +103,12 @@ impl HostReader for HostState {
 impl Host for HostState {
     fn list(&mut self) -> Result<Vec<Entry>, HostError> {
         self.call(|s| {
+            let shown = s.scope.list_archives("archive-dir.list")?;
             Ok(s.stores
                 .archive_dir
                 .list()?
                 .into_iter()
+                .filter(|e| shown.is_none_or(|names| names.contains(&e.name)))
                 .map(to_wit)
                 .collect())
         })
@@ -105,6 +117,7 @@ impl Host for HostState {
     fn stat(&mut self, name: String) -> Result<Option<Entry>, HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope.archive("archive-dir.stat", &name, Access::Read)?;
             Ok(s.stores.archive_dir.stat(&name)?.map(to_wit))
         })
     }
@@ -112,22 +125,33 @@ impl Host for HostState {
     fn create(&mut self, name: String) -> Result<Resource<WriterResource>, HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope
+                .archive("archive-dir.create", &name, Access::Write)?;
+            s.check_open("archive-dir.create")?;
             let writer = s.stores.archive_dir.create(&name)?;
-            Ok(s.table.push(WriterResource(Some(writer)))?)
+            let handle = s.table.push(WriterResource(Some(writer), name))?;
+            s.usage.open_archives += 1;
+            Ok(handle)
         })
     }
 
     fn open(&mut self, name: String) -> Result<Resource<ReaderResource>, HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope.archive("archive-dir.open", &name, Access::Read)?;
+            s.check_open("archive-dir.open")?;
             let reader = s.stores.archive_dir.open(&name)?;
-            Ok(s.table.push(ReaderResource(reader))?)
+            let handle = s.table.push(ReaderResource(reader))?;
+            s.usage.open_archives += 1;
+            Ok(handle)
         })
     }
 
     fn remove(&mut self, name: String) -> Result<(), HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope
+                .archive("archive-dir.remove", &name, Access::Write)?;
             Ok(s.stores.archive_dir.remove(&name)?)
         })
     }
@@ -135,6 +159,7 @@ impl Host for HostState {
     fn path(&mut self, name: String) -> Result<String, HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope.archive("archive-dir.path", &name, Access::Read)?;
             Ok(s.stores.archive_dir.path(&name)?)
         })
     }

@@ -2,7 +2,8 @@
 //!
 //! [`FileStore`]: crate::store::FileStore
 
-use super::{check_chunk, HostError, HostState};
+use super::scope::OUTPUT;
+use super::{check_chunk, Access, HostError, HostState};
 use crate::bindings::session_archiver::policy::files::{self, Error, FileStat};
 use crate::store::{self, FileOpts, StoreError};
 
@@ -38,6 +39,7 @@ impl files::Host for HostState {
     fn stat(&mut self, zone: String, name: String) -> Result<Option<FileStat>, HostError> {
         self.call(|s| {
             check_names(&zone, &name)?;
+            s.scope.file("files.stat", &zone, &name, Access::Read)?;
             Ok(s.stores.files.stat(&zone, &name)?.map(to_wit))
         })
     }
@@ -52,7 +54,10 @@ impl files::Host for HostState {
         self.call(|s| {
             check_names(&zone, &name)?;
             check_chunk(len as usize, "files.read length")?;
-            Ok(s.stores.files.read(&zone, &name, offset, len)?)
+            s.scope.file("files.read", &zone, &name, Access::Read)?;
+            let data = s.stores.files.read(&zone, &name, offset, len)?;
+            s.usage.file_read = s.usage.file_read.saturating_add(data.len() as u64);
+            Ok(data)
         })
     }
 
@@ -69,6 +74,7 @@ impl files::Host for HostState {
                     "circular file {zone}/{name} with a max size of 0"
                 )));
             }
+            s.scope.file("files.create", &zone, &name, Access::Write)?;
             Ok(to_wit(s.stores.files.create(
                 &zone,
                 &name,
@@ -81,6 +87,8 @@ impl files::Host for HostState {
         self.call(|s| {
             check_names(&zone, &name)?;
             check_chunk(data.len(), "files.append chunk")?;
+            s.scope.file("files.append", &zone, &name, Access::Write)?;
+            s.charge_write("files.append", || format!("file {zone}/{name}"), data.len())?;
             Ok(to_wit(s.stores.files.append(&zone, &name, &data)?))
         })
     }
@@ -93,6 +101,8 @@ impl files::Host for HostState {
     ) -> Result<(), HostError> {
         self.call(|s| {
             check_names(&zone, &name)?;
+            s.scope
+                .file("files.delete-if-unchanged", &zone, &name, Access::Write)?;
             Ok(s.stores
                 .files
                 .delete_if_unchanged(&zone, &name, &from_wit(&expected))?)
@@ -102,6 +112,16 @@ impl files::Host for HostState {
     fn delete(&mut self, zone: String, name: String) -> Result<(), HostError> {
         self.call(|s| {
             check_names(&zone, &name)?;
+            if name == OUTPUT {
+                // Appends may land at any moment: live output goes only through
+                // `delete-if-unchanged` or the restore rename, which lose none of them.
+                return Err(s.scope.refuse(
+                    "files.delete",
+                    format!("file {zone}/{name}"),
+                    "the live output may only be removed with delete-if-unchanged",
+                ));
+            }
+            s.scope.file("files.delete", &zone, &name, Access::Write)?;
             Ok(s.stores.files.delete(&zone, &name)?)
         })
     }
@@ -121,6 +141,10 @@ impl files::Host for HostState {
                     "rename of {zone:?}/{source:?} onto itself"
                 )));
             }
+            s.scope
+                .file("files.rename-if-unchanged", &zone, &source, Access::Write)?;
+            s.scope
+                .file("files.rename-if-unchanged", &zone, &target, Access::Write)?;
             let expected = expected.as_ref().map(from_wit);
             Ok(s.stores
                 .files

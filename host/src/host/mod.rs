@@ -10,6 +10,7 @@ pub mod export_sink;
 pub mod files;
 pub mod log;
 pub mod objects;
+pub mod scope;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,7 +20,9 @@ use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::archive_dir::ArchiveDir;
+use crate::error::Op;
 use crate::store::{Clock, FileStore, ObjectStore, StoreError, MAX_CHUNK};
+pub use scope::{Access, OpScope, Scope};
 
 /// The largest byte list a guest may pass to or ask from one import call (4 MiB).
 pub const MAX_CHUNK_BYTES: usize = MAX_CHUNK;
@@ -83,13 +86,58 @@ pub enum HostTrap {
     /// The guest ran without calling any import for longer than the stall limit.
     #[error("the policy made no host call for {0:?} (stall limit)")]
     Stall(std::time::Duration),
-    /// The guest tried to grow its memory past the cap.
-    #[error("the policy tried to grow its memory to {desired} bytes, over the cap of {cap} bytes")]
+    /// The guest tried to grow its memories past the cap (all of its memories together).
+    #[error(
+        "the policy tried to grow its memories to {desired} bytes in all, over the cap of {cap} bytes"
+    )]
     Memory {
-        /// Bytes requested.
+        /// Bytes all memories would hold after the growth.
         desired: usize,
         /// The configured cap.
         cap: usize,
+    },
+    /// The guest tried to hold more archive readers and writers open at once than the cap.
+    #[error(
+        "the policy tried to open more than {cap} archive readers and writers at once ({import})"
+    )]
+    Handles {
+        /// The configured cap.
+        cap: usize,
+        /// The import that would have opened one more.
+        import: &'static str,
+    },
+    /// The guest tried to write more than the operation's write allowance.
+    #[error(
+        "the policy tried to write {wanted} bytes in all ({import} on {target}), over its allowance \
+         of {allowed} bytes for {file_read} bytes of files and {archive_read} bytes of archives read"
+    )]
+    Writes {
+        /// Bytes written so far plus this call's.
+        wanted: u64,
+        /// The allowance at this point.
+        allowed: u64,
+        /// File-store bytes read so far.
+        file_read: u64,
+        /// Archive bytes read so far.
+        archive_read: u64,
+        /// The import.
+        import: &'static str,
+        /// What it wrote to.
+        target: String,
+    },
+    /// The guest called an import on something outside its operation's scope.
+    #[error("{op}{} may not call {import} on {target}: {why}", match session { Some(s) => format!(" of session {s}"), None => String::new() })]
+    Refused {
+        /// The operation being served.
+        op: Op,
+        /// Its session, if any.
+        session: Option<String>,
+        /// The import called.
+        import: &'static str,
+        /// What it was called on.
+        target: String,
+        /// Why it is outside the scope.
+        why: String,
     },
 }
 
@@ -138,10 +186,13 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        // wasmtime's `StoreLimits` caps each memory on its own, so a component with 16 memories
+        // could use 16 times the cap: the cap is checked here on all memories together.
+        let after = self.total.saturating_add(desired.saturating_sub(current));
+        let ok = after <= self.cap && self.inner.memory_growing(current, desired, maximum)?;
         if !ok {
             let trap = HostTrap::Memory {
-                desired,
+                desired: after,
                 cap: self.cap,
             };
             self.hit = Some(trap.clone());
@@ -149,7 +200,7 @@ impl ResourceLimiter for Limiter {
             // names the limit instead of an allocator abort.
             return Err(wasmtime::Error::new(trap));
         }
-        self.total = self.total.saturating_add(desired.saturating_sub(current));
+        self.total = after;
         self.peak = self.peak.max(self.total);
         Ok(true)
     }
@@ -189,6 +240,45 @@ pub struct Stores {
     pub clock: Arc<dyn Clock>,
 }
 
+/// The most bytes DEFLATE can inflate one compressed byte into (a run of 258-byte matches costs
+/// about 2 bits each, so ~1032:1). A restore that reads `n` archive bytes can legitimately
+/// write up to this times `n`, never more.
+pub const INFLATE_RATIO_MAX: u64 = 1032;
+
+/// Per-operation quotas on what a policy may open and write (see `Limits` in the runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Archive readers and writers open at once.
+    pub max_open_archives: usize,
+    /// Bytes an operation may write (file appends + archive writes) before reading anything.
+    pub write_floor_bytes: u64,
+    /// Bytes it may write per file-store byte it read.
+    pub write_ratio: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            max_open_archives: 16,
+            write_floor_bytes: 64 << 20,
+            write_ratio: 4,
+        }
+    }
+}
+
+/// What the operation has used of its quotas so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Archive readers and writers open now.
+    pub open_archives: usize,
+    /// File-store bytes read.
+    pub file_read: u64,
+    /// Archive bytes read.
+    pub archive_read: u64,
+    /// File-store and archive bytes written.
+    pub written: u64,
+}
+
 /// Per-operation state of one wasmtime `Store`: built fresh for every guest call.
 pub struct HostState {
     pub(crate) stores: Stores,
@@ -204,6 +294,11 @@ pub struct HostState {
     /// When the operation started (deadline) and when the guest last called an import (stall).
     pub(crate) started: Instant,
     pub(crate) last_progress: Instant,
+    /// What this operation may touch; every import checks it.
+    pub(crate) scope: OpScope,
+    /// What it may open and write, and what it has used.
+    pub(crate) quotas: Quotas,
+    pub(crate) usage: Usage,
 }
 
 impl HostState {
@@ -219,7 +314,65 @@ impl HostState {
             sink_bytes: 0,
             started: now,
             last_progress: now,
+            scope: OpScope::unrestricted(Op::Info),
+            quotas: Quotas::default(),
+            usage: Usage::default(),
         }
+    }
+
+    /// Sets the operation's scope and quotas.
+    pub fn for_op(mut self, scope: OpScope, quotas: Quotas) -> Self {
+        self.scope = scope;
+        self.quotas = quotas;
+        self
+    }
+
+    /// What the operation has used of its quotas.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Refuses one more open archive reader or writer over the cap (a trap).
+    pub(crate) fn check_open(&self, import: &'static str) -> Result<(), HostError> {
+        if self.usage.open_archives >= self.quotas.max_open_archives {
+            return Err(HostError::Trap(wasmtime::Error::new(HostTrap::Handles {
+                cap: self.quotas.max_open_archives,
+                import,
+            })));
+        }
+        Ok(())
+    }
+
+    /// Counts `len` bytes about to be written, or refuses them (a trap, before anything is
+    /// written) when they take the operation past its allowance: the floor, plus `write_ratio`
+    /// per file byte read, plus [`INFLATE_RATIO_MAX`] per archive byte read. So an archive (reads
+    /// `n` file bytes, writes a gzip of about `n` or less) and a restore (reads a gzip, writes
+    /// what it inflates) both fit, and a policy cannot fill the disk from nothing.
+    pub(crate) fn charge_write(
+        &mut self,
+        import: &'static str,
+        target: impl FnOnce() -> String,
+        len: usize,
+    ) -> Result<(), HostError> {
+        let q = &self.quotas;
+        let u = &self.usage;
+        let allowed = q
+            .write_floor_bytes
+            .saturating_add(q.write_ratio.saturating_mul(u.file_read))
+            .saturating_add(INFLATE_RATIO_MAX.saturating_mul(u.archive_read));
+        let wanted = u.written.saturating_add(len as u64);
+        if wanted > allowed {
+            return Err(HostError::Trap(wasmtime::Error::new(HostTrap::Writes {
+                wanted,
+                allowed,
+                file_read: u.file_read,
+                archive_read: u.archive_read,
+                import,
+                target: target(),
+            })));
+        }
+        self.usage.written = wanted;
+        Ok(())
     }
 
     /// Attaches the export sink.

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{HostError, HostState};
+use super::{Access, HostError, HostState};
 use crate::bindings::session_archiver::policy::objects::{self, Error, Object, Page};
 use crate::store::{self, StoreError};
 
@@ -29,6 +29,7 @@ impl objects::Host for HostState {
                     "page limit {limit} is outside 1..={MAX_PAGE}"
                 )));
             }
+            s.scope.list_objects("objects.list")?;
             let page = s.stores.objects.list(after.as_deref(), limit)?;
             let objects = page
                 .objects
@@ -43,11 +44,15 @@ impl objects::Host for HostState {
     }
 
     fn get(&mut self, id: String) -> Result<Object, HostError> {
-        self.call(|s| to_wit(s.stores.objects.get(&id)?))
+        self.call(|s| {
+            s.scope.object("objects.get", &id, Access::Read)?;
+            to_wit(s.stores.objects.get(&id)?)
+        })
     }
 
     fn update_meta(&mut self, id: String, patch: String) -> Result<Object, HostError> {
         self.call(|s| {
+            s.scope.object("objects.update-meta", &id, Access::Write)?;
             let patch = match serde_json::from_str::<Value>(&patch) {
                 Ok(Value::Object(map)) => map,
                 Ok(other) => {
