@@ -5,10 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use session_archiver_testkit::components::*;
-use session_archiver_testkit::mem::*;
-use session_archiver_testkit::*;
 use session_archiver::runtime::{CacheSetting, Runtime, RuntimeOptions};
+use session_archiver_testkit::components::*;
 
 fn runtime_caching_in(dir: &Path) -> Runtime {
     Runtime::new(RuntimeOptions {

@@ -288,7 +288,7 @@ fn assert_typed(mode: &str, export: Call, err: &ArchiverError, elapsed: Duration
             matches!(
                 err.policy_error(),
                 Some(session_archiver::error::PolicyError::Invalid(r)) if r.starts_with("bad-args")
-            ) || (export != Call::Sweep && matches!(err, ArchiverError::Refused { .. })),
+            ) || matches!(err, ArchiverError::Refused { .. }),
             "{context}: {err:?}"
         ),
         other => unreachable!("{other}"),

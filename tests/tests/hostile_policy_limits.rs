@@ -168,24 +168,8 @@ fn a_trap_mid_archive_leaves_no_archive_and_no_temp_file() {
 fn abused_import_arguments_get_errors_not_crashes() {
     let mem = mem_stores();
     mem.agent_session("s4", 30, 10);
-    // Under `archive(s4)` the first call outside s4's scope (a stat of zone `../..`) is refused,
-    // ending the operation with a typed refusal; everything before it got plain errors.
     let a = hostile_archiver(&mem, r#"{"mode":"bad-args","only":"archive"}"#);
     let err = a.archive("s4").unwrap_err();
-    let ArchiverError::Refused {
-        op, target, import, ..
-    } = &err
-    else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        (*op, target.as_deref(), *import),
-        (Op::Archive, Some("s4"), "files.stat")
-    );
-    assert_eq!(live_size(&mem, "s4").map(|s| s > 0), Some(true));
-    // The in-guest sweep has no per-session scope: there every abused argument gets its error.
-    let a = hostile_archiver(&mem, r#"{"mode":"bad-args","only":"sweep"}"#);
-    let err = a.sweep_in_guest().unwrap_err();
     let Some(guest::Error::Invalid(report)) = err.policy_error() else {
         panic!("{err:?}")
     };
@@ -202,7 +186,8 @@ fn abused_import_arguments_get_errors_not_crashes() {
     ] {
         assert!(report.contains(expect), "missing {expect:?} in:\n{report}");
     }
-    assert!(mem.dir.get("hostile-bad-args.jsonl.gz").is_none());
+    assert!(mem.dir.get("s4.jsonl.gz").is_none());
+    assert_eq!(live_size(&mem, "s4").map(|s| s > 0), Some(true));
 }
 
 #[test]

@@ -6,14 +6,14 @@
 
 use std::sync::{Arc, OnceLock};
 
-use session_archiver_testkit::components::*;
-use session_archiver_testkit::mem::*;
-use session_archiver_testkit::*;
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::error::{ArchiverError, LimitKind, Op};
 use session_archiver::policy::LoadedPolicy;
 use session_archiver::runtime::{CacheSetting, Limits, Runtime, RuntimeOptions};
 use session_archiver::store::{FileStore, ObjectStore};
+use session_archiver_testkit::components::*;
+use session_archiver_testkit::mem::*;
+use session_archiver_testkit::*;
 
 /// The WIT package version the hand-made components import (one place to change it).
 const WIT_VERSION: &str = "0.1.0";
@@ -34,7 +34,7 @@ fn rt() -> Arc<Runtime> {
                     write_floor_bytes: WRITE_FLOOR,
                     ..Limits::default()
                 },
-                cache: CacheSetting::Dir(cache_dir()),
+                cache: CacheSetting::Dir(test_cache_dir()),
             })
             .expect("runtime"),
         )
@@ -465,7 +465,7 @@ fn hand_made_component(wat: &str) -> Vec<u8> {
     let mut module = wat::parse_str(wat).expect("wat");
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
-        .push_dir(workspace().join("wit"))
+        .push_dir(workspace_root().join("wit"))
         .expect("parse wit");
     let world = resolve
         .select_world(&[pkg], Some("archive-policy"))

@@ -95,9 +95,6 @@ impl OpScope {
             (Op::Archive | Op::Restore | Op::Export | Op::Recover, None) => Scope::ReadOnly,
             (Op::Plan | Op::ValidateConfig | Op::Info, _) => Scope::ReadOnly,
             (Op::Prune, _) => Scope::archives(prune_archives),
-            // The in-guest sweep does everything in one call; it is being replaced by the
-            // host-driven sweep, whose steps each get their own scope.
-            (Op::Sweep, _) => Scope::Unrestricted,
         };
         OpScope {
             op,
