@@ -27,7 +27,9 @@ pub use crate::sweep::{SweepFailure, SweepProgress, SweepSummary};
 /// A result together with the policy that produced it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Served<T> {
+    /// The policy (and exact bytes) that ran the operation.
     pub policy: PolicyId,
+    /// What the operation returned.
     pub value: T,
 }
 
@@ -56,7 +58,9 @@ impl Default for ArchiverOptions {
 /// What a swap did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SwapOutcome {
+    /// The policy that was serving before the swap.
     pub old: PolicyId,
+    /// The policy serving from now on.
     pub new: PolicyId,
     /// The new policy's compiled code came from the cache.
     pub from_cache: bool,

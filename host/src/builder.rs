@@ -48,7 +48,9 @@ pub enum BuildError {
     /// The archive directory could not be opened or created.
     #[error("opening the archive directory {}: {source}", path.display())]
     ArchiveDir {
+        /// The directory that was given.
         path: PathBuf,
+        /// Why it could not be opened.
         #[source]
         source: StoreError,
     },

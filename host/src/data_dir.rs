@@ -98,7 +98,12 @@ pub enum DataDirError {
     /// A database that must already exist does not (a typo in `--data-dir` should not silently
     /// create an empty store).
     #[error("{what} {} does not exist (create demo data with `archiver demo`, or pass --data-dir)", path.display())]
-    Missing { what: &'static str, path: PathBuf },
+    Missing {
+        /// Which part is missing: "object store", "file store" or "data directory".
+        what: &'static str,
+        /// Where it was expected.
+        path: PathBuf,
+    },
     /// The directory holds none of the known object stores and no `.db` file with a `db_block`
     /// table.
     #[error(
@@ -108,7 +113,12 @@ pub enum DataDirError {
         dir.display(),
         if found.is_empty() { "no .db files".to_string() } else { found.join(", ") }
     )]
-    NoObjectStore { dir: PathBuf, found: Vec<String> },
+    NoObjectStore {
+        /// The data directory searched.
+        dir: PathBuf,
+        /// The `.db` files it holds, none with a `db_block` table.
+        found: Vec<String>,
+    },
     /// More than one file could be the object store: guessing could archive the wrong app's data.
     #[error(
         "several object stores in {}: {}; pass --objects-db FILE to choose one",
@@ -116,13 +126,17 @@ pub enum DataDirError {
         candidates.join(", ")
     )]
     SeveralObjectStores {
+        /// The data directory searched.
         dir: PathBuf,
+        /// The files that could each be the object store.
         candidates: Vec<String>,
     },
     /// A store failed to open.
     #[error("opening {}: {source}", path.display())]
     Open {
+        /// The database that failed to open.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: StoreError,
     },
@@ -131,8 +145,11 @@ pub enum DataDirError {
 /// Where each part of a data directory lives; each can be overridden on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDirPaths {
+    /// The object store database (`db_block`): `wave.db`, `waveterm.db`, `objects.db` or another.
     pub objects_db: PathBuf,
+    /// The file store database (`filestore.db`) holding each session's output.
     pub filestore_db: PathBuf,
+    /// The directory archives are written to (`archives/` by default).
     pub archive_dir: PathBuf,
 }
 

@@ -12,13 +12,21 @@ pub type PolicyError = guest::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Op {
+    /// `info`: the policy's name, version and config schema.
     Info,
+    /// `validate-config`: check a config before it is used.
     ValidateConfig,
+    /// `archive`: write one session's output to an archive file.
     Archive,
+    /// `restore`: put an archived session's output back in the file store.
     Restore,
+    /// `export`: stream a session's output to the caller's sink.
     Export,
+    /// `plan`: decide what a sweep would archive and prune, without doing it.
     Plan,
+    /// `prune`: delete the archives the policy picks to stay under the byte cap.
     Prune,
+    /// `recover`: finish or roll back one session's interrupted archive or restore.
     Recover,
 }
 
@@ -98,30 +106,51 @@ pub fn describe_policy_error(e: &PolicyError) -> String {
 pub enum ArchiverError {
     /// The policy file could not be read, is not WebAssembly, or failed to compile.
     #[error("cannot load policy {label}: {msg}")]
-    Load { label: String, msg: String },
+    Load {
+        /// The policy's path or the caller's label for it.
+        label: String,
+        /// What went wrong (I/O, header or compiler message).
+        msg: String,
+    },
     /// A core wasm module where a component is needed.
     #[error(
         "{label} is a core WebAssembly module, not a component (turn it into one with \
          wit-component, e.g. `cargo xtask build-policies`)"
     )]
-    NotAComponent { label: String },
+    NotAComponent {
+        /// The policy's path or the caller's label for it.
+        label: String,
+    },
     /// A component built for a different world (other imports, or no `policy` export).
     #[error("{label} targets another world, not session-archiver:policy/archive-policy: {detail}")]
-    WrongWorld { label: String, detail: String },
+    WrongWorld {
+        /// The policy's path or the caller's label for it.
+        label: String,
+        /// What the component imports and exports instead, or the linker's message.
+        detail: String,
+    },
     /// A component built against another version of this project's WIT.
     #[error("{label} was built for WIT {found}, but this host implements {expected}: {detail}")]
     Incompatible {
+        /// The policy's path or the caller's label for it.
         label: String,
+        /// The `package@version` the component was built against.
         found: String,
+        /// The `package@version` this host implements.
         expected: String,
+        /// The component's imports and exports, or the linker's message.
         detail: String,
     },
     /// The policy trapped (a guest bug, a panic, misuse of an import, a host-requested halt).
     #[error("policy {policy} trapped in {op}{}: {msg}", On(target))]
     Trap {
+        /// The policy's `name@version`.
         policy: String,
+        /// The operation that was running.
         op: Op,
+        /// The session (or other id) the operation was on, if any.
         target: Option<String>,
+        /// Why it trapped: the host's reason, or wasmtime's message without the backtrace.
         msg: String,
     },
     /// The policy was stopped by a sandbox limit.
@@ -130,10 +159,15 @@ pub enum ArchiverError {
         On(target)
     )]
     Limit {
+        /// The policy's `name@version`.
         policy: String,
+        /// The operation that was running.
         op: Op,
+        /// The session (or other id) the operation was on, if any.
         target: Option<String>,
+        /// Which limit it hit.
         which: LimitKind,
+        /// The limit's value and what the policy did to hit it, for people.
         msg: String,
     },
     /// The policy called an import on something outside its operation's scope (another
@@ -161,9 +195,13 @@ pub enum ArchiverError {
         describe_policy_error(error)
     )]
     Policy {
+        /// The policy's `name@version`.
         policy: String,
+        /// The operation that was running.
         op: Op,
+        /// The session (or other id) the operation was on, if any.
         target: Option<String>,
+        /// The WIT error the policy returned.
         error: PolicyError,
     },
     /// A host store failed outside any policy call.
@@ -171,11 +209,16 @@ pub enum ArchiverError {
     Store(#[from] StoreError),
     /// Another operation holds this session's lock and the caller asked not to wait.
     #[error("session {id:?} is locked by another operation")]
-    Locked { id: String },
+    Locked {
+        /// The locked session.
+        id: String,
+    },
     /// A host-side I/O failure (lock files, the compile cache directory).
     #[error("{what}: {source}")]
     Io {
+        /// What the host was doing, naming the path.
         what: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
 }

@@ -8,6 +8,8 @@
 //! hold the rest (the SQLite and in-memory backends, the data-directory layout, the WIT host
 //! implementations and bindings).
 
+#![warn(missing_docs)]
+
 pub mod archive_dir;
 pub mod archiver;
 pub mod bindings;

@@ -91,7 +91,9 @@ pub enum LiveAppError {
     /// Probing a file failed (not "not found": a missing `-shm` just means no WAL user).
     #[error("checking whether another process uses {}: {source}", path.display())]
     Probe {
+        /// The database, `-wal` or `-shm` file being probed.
         path: PathBuf,
+        /// The I/O error from opening or lock-testing it.
         #[source]
         source: std::io::Error,
     },
@@ -101,7 +103,10 @@ pub enum LiveAppError {
          --allow-live-writer",
         path.display()
     )]
-    Unsupported { path: PathBuf },
+    Unsupported {
+        /// The database that could not be checked.
+        path: PathBuf,
+    },
 }
 
 /// Checks a set of databases for other processes using them; see the module docs.

@@ -14,7 +14,9 @@ pub type PolicyInfo = guest::PolicyInfo;
 /// Identifies the policy that served a result: what it says it is, and exactly which bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PolicyId {
+    /// The name the policy's `info` reports.
     pub name: String,
+    /// The version the policy's `info` reports.
     pub version: String,
     /// SHA-256 of the component file, lowercase hex.
     pub sha256: String,

@@ -104,7 +104,9 @@ impl CacheSetting {
 /// How the runtime is built.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
+    /// The sandbox limits every operation runs under.
     pub limits: Limits,
+    /// Where compiled policies are cached, if anywhere.
     pub cache: CacheSetting,
 }
 

@@ -52,6 +52,7 @@ impl MemoryArchiveDir {
     /// The path prefix `path` reports when none is given.
     pub const DEFAULT_ROOT: &'static str = "/memory/archives";
 
+    /// An empty directory under [`Self::DEFAULT_ROOT`], stamping times from the system clock.
     pub fn new() -> Self {
         Self::with_clock(Arc::new(SystemClock))
     }

@@ -17,8 +17,11 @@ pub const MAX_NAME_LEN: usize = 255;
 /// One archive file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The archive's file name (`<session id>.jsonl.gz`).
     pub name: String,
+    /// Its size in bytes (what the prune cap counts).
     pub size: u64,
+    /// When it was last written, in ms since the Unix epoch.
     pub modified_ms: i64,
 }
 
@@ -86,10 +89,13 @@ pub trait ArchiveDir: Send + Sync {
     fn check_still_at_path(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Archive `name`'s entry, `None` if there is none; an error if `name` is not a regular file.
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError>;
     /// A writer to a hidden temp file; nothing appears under `name` until `commit`.
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError>;
+    /// A reader from the start of archive `name`; [`StoreError::NotFound`] if there is none.
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError>;
+    /// Deletes archive `name` durably; [`StoreError::NotFound`] if there is none.
     fn remove(&self, name: &str) -> Result<(), StoreError>;
     /// The absolute path of `name` (for meta and for people; never used to open anything).
     fn path(&self, name: &str) -> Result<String, StoreError>;
@@ -104,9 +110,11 @@ pub trait ArchiveDir: Send + Sync {
 
 /// An archive being written. Dropping it without `commit` discards it.
 pub trait ArchiveWriter: Send {
+    /// Appends `chunk` to the temp file.
     fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
     /// flush, fsync file, rename into place, fsync directory.
     fn commit(self: Box<Self>) -> Result<Entry, StoreError>;
+    /// Discards the temp file; the name is left as it was.
     fn abort(self: Box<Self>);
 }
 
@@ -114,5 +122,6 @@ pub trait ArchiveWriter: Send {
 pub trait ArchiveReader: Send {
     /// Up to `max` bytes; empty at end of file.
     fn read(&mut self, max: usize) -> Result<Vec<u8>, StoreError>;
+    /// The archive's size in bytes when it was opened.
     fn size(&self) -> u64;
 }

@@ -1,5 +1,6 @@
 //! `session-archiver:policy/archive-dir`: the archive directory capability, delegated to
-//! [`ArchiveDir`]; the `writer` and `reader` resources live in the store's `ResourceTable`.
+//! [`ArchiveDir`](crate::archive_dir::ArchiveDir); the `writer` and `reader` resources live in
+//! the store's `ResourceTable`.
 
 use wasmtime::component::Resource;
 

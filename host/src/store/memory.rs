@@ -26,6 +26,7 @@ pub struct MemoryObjects {
 }
 
 impl MemoryObjects {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -35,6 +36,7 @@ impl MemoryObjects {
         lock(&self.objects).len()
     }
 
+    /// True when the store holds no objects.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -62,14 +62,18 @@ impl From<std::io::Error> for StoreError {
 /// One session object (a Wave block).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object {
+    /// The block's id (the session id).
     pub id: String,
+    /// The block's meta map, where the archiver keeps its `archive:*` keys.
     pub meta: Meta,
+    /// Bumped by every meta update, so a reader can tell the block changed.
     pub version: u64,
 }
 
 /// A page of objects in ascending id order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
+    /// At most the requested number of objects, ascending by id.
     pub objects: Vec<Object>,
     /// The id to pass as `after` for the next page; `None` on the last page.
     pub next: Option<String>,
@@ -113,7 +117,9 @@ pub trait ObjectStore: Send + Sync {
 pub struct FileStat {
     /// Logical size: every byte ever appended (for circular files, more than is held).
     pub size: u64,
+    /// When the file was created, in ms since the Unix epoch (the store's clock).
     pub created_ms: i64,
+    /// When the file was last written, in ms since the Unix epoch; moves forward on every write.
     pub modified_ms: i64,
     /// `Some(max)` for a circular file that keeps only its last `max` bytes.
     pub circular_max_size: Option<u64>,

@@ -447,7 +447,7 @@ impl FileStore for SqliteFiles {
         Ok(stat)
     }
 
-    /// Besides the stat, the file's parts must agree with its size ([`check_parts`]), so a
+    /// Besides the stat, the file's parts must agree with its size (`check_parts`), so a
     /// writer caught between writing parts and updating the size is seen as a change.
     fn delete_if_unchanged(
         &self,
