@@ -15,17 +15,36 @@ use std::path::Path;
 pub enum CacheError {
     /// Owned by another user.
     #[error("{path} is owned by uid {owner}, not by this user (uid {me})")]
-    NotOwned { path: String, owner: u32, me: u32 },
+    NotOwned {
+        /// The directory or entry.
+        path: String,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
     /// Writable by group or others.
     #[error("{path} is writable by group or others (mode {mode:o})")]
-    Writable { path: String, mode: u32 },
+    Writable {
+        /// The directory or entry.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Not a regular file / directory (a symlink, a FIFO).
     #[error("{path} is not a {want}")]
-    WrongType { path: String, want: &'static str },
+    WrongType {
+        /// The directory or entry.
+        path: String,
+        /// What it should have been (`regular file`, `directory`).
+        want: &'static str,
+    },
     /// The filesystem failed.
     #[error("{path}: {source}")]
     Io {
+        /// The directory or entry.
         path: String,
+        /// The error.
         source: std::io::Error,
     },
 }

@@ -178,7 +178,9 @@ pub enum ArchiverError {
         On(target)
     )]
     Refused {
+        /// The policy's `name@version`.
         policy: String,
+        /// The operation that was running.
         op: Op,
         /// The session the operation serves.
         target: Option<String>,
@@ -186,6 +188,7 @@ pub enum ArchiverError {
         import: &'static str,
         /// What it was called on (`file b/output`).
         denied: String,
+        /// Why the scope refuses it.
         why: String,
     },
     /// The policy returned an error.
