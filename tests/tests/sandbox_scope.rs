@@ -15,8 +15,8 @@ use session_archiver_testkit::components::*;
 use session_archiver_testkit::mem::*;
 use session_archiver_testkit::*;
 
-/// The WIT package version the hand-made components import (one place to change it).
-const WIT_VERSION: &str = "0.1.0";
+// The WIT package version the hand-made components import (one place to change it).
+use session_archiver::bindings::WIT_VERSION;
 
 /// Memory cap of the test runtime: each of two memories may grow to most of it, not both.
 const MEMORY: usize = 32 << 20;
@@ -93,7 +93,7 @@ fn hostile_component(archive: &str, plan: &str, prune: &str) -> Vec<u8> {
     let wat = format!(
         r#"(module
           (import "{files}" "read" (func $read (param i32 i32 i32 i32 i64 i32 i32)))
-          (import "{files}" "create" (func $create (param i32 i32 i32 i32 i32)))
+          (import "{files}" "create" (func $create (param i32 i32 i32 i32 i32 i64 i32)))
           (import "{files}" "append" (func $append (param i32 i32 i32 i32 i32 i32 i32)))
           (import "{files}" "delete" (func $delete (param i32 i32 i32 i32 i32)))
           (import "{files}" "delete-if-unchanged"
@@ -116,10 +116,9 @@ fn hostile_component(archive: &str, plan: &str, prune: &str) -> Vec<u8> {
           (func (export "{p}archive") (param i32 i32 i32 i32) (result i32) (local $i i32) {archive})
           (func (export "{p}restore") (param i32 i32 i32 i32) (result i32) {OK})
           (func (export "{p}export") (param i32 i32 i32 i32) (result i32) {OK})
-          (func (export "{p}plan") (param i32 i32) (result i32) {plan})
-          (func (export "{p}sweep") (param i32 i32) (result i32) {OK})
+          (func (export "{p}plan") (param i32 i32 i32) (result i32) {plan})
           (func (export "{p}prune") (param i32 i32) (result i32) {prune})
-          (func (export "{p}recover") (param i32 i32 i32 i32 i32) (result i32) {OK})
+          (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {OK})
         )"#
     );
     hand_made_component(&wat)
@@ -284,7 +283,7 @@ fn no_policy_may_delete_live_output_unconditionally_even_its_own() {
 fn a_policy_may_still_delete_its_own_scratch_file() {
     let mem = two_sessions();
     let body =
-        format!("(call $create {A} {SCRATCH} {RET}) (call $delete {A} {SCRATCH} {RET}) {OK}");
+        format!("(call $create {A} {SCRATCH} (i32.const 0) (i64.const 0) {RET}) (call $delete {A} {SCRATCH} {RET}) {OK}");
     let before = snapshot(&mem);
     hostile_archive(&mem, &body)
         .archive("a")
@@ -405,7 +404,7 @@ fn writing_a_hundred_times_what_was_read_hits_the_write_limit() {
     // copies the read bytes from the result list (pointer at RET+4) each time.
     let body = format!(
         "(call $read {A} {OUT} (i64.const 0) (i32.const 4096) {RET})
-         (call $create {A} {SCRATCH} (i32.const 2304))
+         (call $create {A} {SCRATCH} (i32.const 0) (i64.const 0) (i32.const 2304))
          (loop $l
            (call $append {A} {SCRATCH} (i32.load (i32.const 2052)) (i32.const 4096) (i32.const 2304))
            (local.set $i (i32.add (local.get $i) (i32.const 1)))

@@ -152,10 +152,14 @@ fn bad_args(id: &str) -> String {
         objects::update_meta(id, "[1,2]").map(|_| ())
     ));
     // The session's own archive name: every call stays inside the operation's scope, so each
-    // abused argument gets its own error instead of the host's scope refusal.
+    // abused argument gets its own error instead of the host's scope refusal. Only when the
+    // session has no archive yet: the writer is committed (to abuse it after commit) and
+    // removed, which must not destroy a real archive.
     let own = format!("{id}.jsonl.gz");
-    match archive_dir::create(&own) {
-        Ok(w) => {
+    let free = matches!(archive_dir::stat(&own), Ok(None));
+    match free.then(|| archive_dir::create(&own)).transpose() {
+        Ok(None) => report.push("writer: skipped (the session has an archive)".into()),
+        Ok(Some(w)) => {
             report.push(format!(
                 "writer.write 5 MiB -> {:?}",
                 w.write(&vec![0u8; 5 << 20])
