@@ -19,7 +19,6 @@ use words::{
     BASE64, CODE_LINES, COMMANDS, CRATES, DIRS, ENDINGS, FILES, LANGS, SHELL_OK, TOOLS, WORDS,
 };
 
-
 /// Chunks [`session_jsonl`] yields are about this big (whole lines; well under `MAX_CHUNK`).
 pub const CHUNK_BYTES: usize = 1 << 20;
 

@@ -8,9 +8,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
-use session_archiver_testkit::mem::now_ms;
-use session_archiver_testkit::{load_policy, shared_runtime as runtime};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 use session_archiver::archive_dir::fs::FsArchiveDir;
@@ -19,6 +16,9 @@ use session_archiver::host::Stores;
 use session_archiver::store::sqlite_files::SqliteFiles;
 use session_archiver::store::sqlite_objects::SqliteObjects;
 use session_archiver::store::{FileOpts, FileStore, SystemClock, OUTPUT_FILE};
+use session_archiver_testkit::app_schema::{WAVE_BLOCK_SCHEMA, WAVE_FILE_SCHEMA};
+use session_archiver_testkit::mem::now_ms;
+use session_archiver_testkit::{load_policy, shared_runtime as runtime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_archiver_testkit::mem::mem_stores;
-use session_archiver_testkit::{policy_bytes, policy_path, test_cache_dir as cache_dir};
 use session_archiver::builder::BuildError;
 use session_archiver::error::{ArchiverError, PolicyError};
 use session_archiver::locks::SessionLocks;
 use session_archiver::runtime::{CacheSetting, Limits};
 use session_archiver::store::{FileStore, ObjectStore, OUTPUT_FILE};
 use session_archiver::{Archiver, ArchiverBuilder};
+use session_archiver_testkit::mem::mem_stores;
+use session_archiver_testkit::{policy_bytes, policy_path, test_cache_dir as cache_dir};
 
 #[test]
 fn a_built_archiver_archives_through_the_stores_it_was_given() {
