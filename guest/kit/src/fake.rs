@@ -476,7 +476,12 @@ impl Host for FakeHost {
             .get(&(zone.to_string(), name.to_string()))
             .ok_or_else(|| files::Error::NotFound(name.into()))?;
         let first = f.size - f.held.len() as u64;
-        let start = offset.max(first);
+        if offset < first {
+            return Err(files::Error::Conflict(format!(
+                "{zone}/{name}: offset {offset} fell out of the ring (first held {first})"
+            )));
+        }
+        let start = offset;
         if start >= f.size {
             return Ok(Vec::new());
         }
