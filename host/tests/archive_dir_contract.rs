@@ -236,6 +236,33 @@ fn a_writer_refuses_use_after_commit_and_oversized_chunks(fx: &ArchiveFx) {
     assert_eq!(w.commit().unwrap().size, MAX_CHUNK as u64);
 }
 
+fn remove_if_unchanged_removes_only_the_file_that_was_listed(fx: &ArchiveFx) {
+    let write = |data: &[u8]| {
+        let mut w = fx.dir.create("s1.jsonl.gz").unwrap();
+        w.write(data).unwrap();
+        w.commit().unwrap()
+    };
+    let listed = write(b"first archive");
+    // Another process commits a new archive of the session after the listing.
+    let newer = write(b"a newer archive of the same session");
+    assert!(matches!(
+        fx.dir.remove_if_unchanged("s1.jsonl.gz", &listed),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(fx.dir.stat("s1.jsonl.gz").unwrap(), Some(newer.clone()));
+    let mut r = fx.dir.open("s1.jsonl.gz").unwrap();
+    assert_eq!(r.read(100).unwrap(), b"a newer archive of the same session");
+    assert_eq!((fx.temps)(), 0, "nothing left aside");
+    // The file listed is removed.
+    fx.dir.remove_if_unchanged("s1.jsonl.gz", &newer).unwrap();
+    assert_eq!(fx.dir.stat("s1.jsonl.gz").unwrap(), None);
+    assert_eq!((fx.temps)(), 0);
+    assert!(matches!(
+        fx.dir.remove_if_unchanged("s1.jsonl.gz", &newer),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 archive_contract!(
     fs_archive_contract,
     fs_archives,
@@ -247,6 +274,7 @@ archive_contract!(
         clean_temps_removes_only_temps_older_than_the_age,
         path_is_the_directory_joined_with_the_name,
         a_writer_refuses_use_after_commit_and_oversized_chunks,
+        remove_if_unchanged_removes_only_the_file_that_was_listed,
     ]
 );
 archive_contract!(
@@ -260,6 +288,7 @@ archive_contract!(
         clean_temps_removes_only_temps_older_than_the_age,
         path_is_the_directory_joined_with_the_name,
         a_writer_refuses_use_after_commit_and_oversized_chunks,
+        remove_if_unchanged_removes_only_the_file_that_was_listed,
     ]
 );
 

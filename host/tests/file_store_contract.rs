@@ -134,12 +134,16 @@ fn a_circular_file_reads_its_last_max_size_bytes_in_order(s: &dyn FileStore) {
     let st = s.append("z1", "ring", rest).unwrap();
     assert_eq!(st.size, 600_000);
     let held = &data[600_000 - max..];
-    // From offset 0: the read starts at the oldest byte still held.
-    assert_eq!(s.read("z1", "ring", 0, 1_000_000).unwrap(), held);
-    assert_eq!(
-        s.read("z1", "ring", 600_000 - max as u64 - 5, 10).unwrap(),
-        &held[..10]
-    );
+    // An offset that has fallen out of the ring is a conflict, never a silent later start.
+    let first = 600_000 - max as u64;
+    for gone in [0, first - 5, first - 1] {
+        assert!(
+            matches!(s.read("z1", "ring", gone, 10), Err(StoreError::Conflict(_))),
+            "read at {gone}"
+        );
+    }
+    assert_eq!(s.read("z1", "ring", first, 1_000_000).unwrap(), held);
+    assert_eq!(s.read("z1", "ring", first, 10).unwrap(), &held[..10]);
     assert_eq!(
         s.read("z1", "ring", 550_000, 20_000).unwrap(),
         &data[550_000..570_000]
@@ -150,9 +154,14 @@ fn a_circular_file_reads_its_last_max_size_bytes_in_order(s: &dyn FileStore) {
     s.append("z1", "ring", &more).unwrap();
     let all = [&data[..], &more[..]].concat();
     assert_eq!(
-        s.read("z1", "ring", 0, 1_000_000).unwrap(),
+        s.read("z1", "ring", (all.len() - max) as u64, 1_000_000)
+            .unwrap(),
         &all[all.len() - max..]
     );
+    assert!(matches!(
+        s.read("z1", "ring", first, 10),
+        Err(StoreError::Conflict(_))
+    ));
     assert!(matches!(
         s.create(
             "z1",

@@ -237,6 +237,7 @@ pub fn is_write(op: &str) -> bool {
             | "archive-dir.write"
             | "archive-dir.commit"
             | "archive-dir.remove"
+            | "archive-dir.remove-if-unchanged"
             | "archive-dir.clean-temps"
     )
 }

@@ -160,6 +160,15 @@ impl ArchiveDir for MockArchiveDir {
         self.rec.enter("archive-dir.remove", || name.to_string())?;
         self.inner.remove(name)
     }
+    fn remove_if_unchanged(
+        &self,
+        name: &str,
+        expected: &session_archiver::archive_dir::Entry,
+    ) -> Result<(), StoreError> {
+        self.rec
+            .enter("archive-dir.remove-if-unchanged", || name.to_string())?;
+        self.inner.remove_if_unchanged(name, expected)
+    }
     fn path(&self, name: &str) -> Result<String, StoreError> {
         self.rec.enter("archive-dir.path", || name.to_string())?;
         self.inner.path(name)

@@ -13,7 +13,7 @@ use session_archiver_testkit::MockHost;
 const MIN_MS: i64 = 60_000;
 
 /// Calls that change something; a plan must make none of them.
-const WRITES: [&str; 11] = [
+const WRITES: [&str; 12] = [
     "objects.update-meta",
     "objects.insert",
     "files.create",
@@ -25,6 +25,7 @@ const WRITES: [&str; 11] = [
     "archive-dir.write",
     "archive-dir.commit",
     "archive-dir.remove",
+    "archive-dir.remove-if-unchanged",
 ];
 
 /// An agent session idle `idle_min` minutes with `bytes` of output in 100-byte lines.

@@ -30,10 +30,11 @@ fn hostile_ids() -> Vec<String> {
 
 /// Archive-dir operations that touch a named file (everything but `list`, `stat` and `path`,
 /// which the mock validates and which read nothing).
-const TOUCHING: [&str; 6] = [
+const TOUCHING: [&str; 7] = [
     "archive-dir.create",
     "archive-dir.open",
     "archive-dir.remove",
+    "archive-dir.remove-if-unchanged",
     "archive-dir.write",
     "archive-dir.commit",
     "archive-dir.read",

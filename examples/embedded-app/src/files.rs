@@ -22,7 +22,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use session_archiver::store::{Clock, FileOpts, FileStat, FileStore, StoreError, MAX_CHUNK};
+use session_archiver::store::{
+    check_held, Clock, FileOpts, FileStat, FileStore, StoreError, MAX_CHUNK,
+};
 
 /// Bytes per `db_file_data` row (Wave's `DefaultPartDataSize`).
 pub const PART_SIZE: u64 = 64 * 1024;
@@ -413,7 +415,8 @@ impl FileStore for AppFiles {
         let c = self
             .entry(&mut cache, zone, name)?
             .ok_or_else(|| StoreError::NotFound(where_(zone, name)))?;
-        let start = offset.max(c.first_held());
+        check_held(zone, name, offset, c.first_held())?;
+        let start = offset;
         if start >= c.stat.size || len == 0 {
             return Ok(Vec::new());
         }

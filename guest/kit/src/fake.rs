@@ -476,7 +476,12 @@ impl Host for FakeHost {
             .get(&(zone.to_string(), name.to_string()))
             .ok_or_else(|| files::Error::NotFound(name.into()))?;
         let first = f.size - f.held.len() as u64;
-        let start = offset.max(first);
+        if offset < first {
+            return Err(files::Error::Conflict(format!(
+                "{zone}/{name}: offset {offset} fell out of the ring (first held {first})"
+            )));
+        }
+        let start = offset;
         if start >= f.size {
             return Ok(Vec::new());
         }
@@ -627,6 +632,36 @@ impl Host for FakeHost {
         let removed = self.state.borrow_mut().archives.remove(name);
         removed.ok_or_else(|| archive_dir::Error::NotFound(name.into()))?;
         self.leave("archive-dir.remove");
+        Ok(())
+    }
+    fn remove_archive_if_unchanged(
+        &self,
+        name: &str,
+        expected: &Entry,
+    ) -> Result<(), archive_dir::Error> {
+        fail!(
+            self,
+            "archive-dir.remove-if-unchanged",
+            archive_dir::Error::Io
+        );
+        if !valid_name(name) {
+            return Err(archive_dir::Error::InvalidName(name.into()));
+        }
+        let now = self
+            .state
+            .borrow()
+            .archives
+            .get(name)
+            .map(|(d, m)| (d.len() as u64, *m));
+        match now {
+            None => return Err(archive_dir::Error::NotFound(name.into())),
+            Some(now) if now != (expected.size, expected.modified_ms) => {
+                return Err(archive_dir::Error::Conflict(format!("{name} changed")))
+            }
+            Some(_) => {}
+        }
+        self.state.borrow_mut().archives.remove(name);
+        self.leave("archive-dir.remove-if-unchanged");
         Ok(())
     }
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error> {

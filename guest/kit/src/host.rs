@@ -75,6 +75,11 @@ pub trait Host {
     fn create_archive(&self, name: &str) -> Result<Self::Writer, archive_dir::Error>;
     fn open_archive(&self, name: &str) -> Result<Self::Reader, archive_dir::Error>;
     fn remove_archive(&self, name: &str) -> Result<(), archive_dir::Error>;
+    fn remove_archive_if_unchanged(
+        &self,
+        name: &str,
+        expected: &Entry,
+    ) -> Result<(), archive_dir::Error>;
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error>;
     /// Whether a path from meta names archive `name` in the archive directory.
     fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error>;
@@ -184,6 +189,13 @@ impl Host for WitHost {
     fn remove_archive(&self, name: &str) -> Result<(), archive_dir::Error> {
         archive_dir::remove(name)
     }
+    fn remove_archive_if_unchanged(
+        &self,
+        name: &str,
+        expected: &Entry,
+    ) -> Result<(), archive_dir::Error> {
+        archive_dir::remove_if_unchanged(name, expected)
+    }
     fn archive_path(&self, name: &str) -> Result<String, archive_dir::Error> {
         archive_dir::path(name)
     }
@@ -226,6 +238,7 @@ pub fn dir_err(what: &str, e: archive_dir::Error) -> api::Error {
         }
         archive_dir::Error::Invalid(m) => api::Error::Invalid(format!("{what}: {m}")),
         archive_dir::Error::Io(m) => api::Error::Io(format!("{what}: {m}")),
+        archive_dir::Error::Conflict(m) => api::Error::Conflict(format!("{what}: {m}")),
     }
 }
 

@@ -283,6 +283,36 @@ impl ArchiveDir for FsArchiveDir {
         self.inner.sync_dir()
     }
 
+    /// Moves the file aside under a hidden name first, so no archive committed after that
+    /// (a rename into place) can be the file checked and removed; the check is on the file
+    /// moved aside. A changed file goes back with a hard link, which never replaces an archive
+    /// committed meanwhile (that newer one wins, as a commit over the old one would).
+    fn remove_if_unchanged(&self, name: &str, expected: &Entry) -> Result<(), StoreError> {
+        validate_archive_name(name)?;
+        let dir = &self.inner.dir;
+        let aside = format!("{TEMP_PREFIX}prune-{:016x}", rand::random::<u64>());
+        dir.rename(name, dir, &aside)
+            .map_err(|e| lookup_err("remove", name, e))?;
+        let m = dir
+            .symlink_metadata(&aside)
+            .map_err(|e| io_err("remove", name, e))?;
+        let now = self.inner.entry(name, &m);
+        if m.is_file() && now.size == expected.size && now.modified_ms == expected.modified_ms {
+            dir.remove_file(&aside)
+                .map_err(|e| io_err("remove", name, e))?;
+            return self.inner.sync_dir();
+        }
+        match dir.hard_link(&aside, dir, name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("put back", name, e)),
+        }
+        dir.remove_file(&aside)
+            .map_err(|e| io_err("remove", name, e))?;
+        self.inner.sync_dir()?;
+        Err(super::changed(name, expected, &now))
+    }
+
     /// Resolves the parent with the filesystem (symlinks followed) and compares it with this
     /// directory by device and inode, so a symlinked, re-spelled or moved-and-linked data
     /// directory still matches; a parent that does not resolve does not.

@@ -181,6 +181,22 @@ impl ArchiveDir for MemoryArchiveDir {
             .ok_or_else(|| StoreError::NotFound(format!("archive {name}")))
     }
 
+    /// The check and the removal happen under one lock.
+    fn remove_if_unchanged(&self, name: &str, expected: &Entry) -> Result<(), StoreError> {
+        validate_archive_name(name)?;
+        let mut state = self.lock();
+        let now = state
+            .files
+            .get(name)
+            .map(|e| Self::entry(name, e))
+            .ok_or_else(|| StoreError::NotFound(format!("archive {name}")))?;
+        if now.size != expected.size || now.modified_ms != expected.modified_ms {
+            return Err(super::changed(name, expected, &now));
+        }
+        state.files.remove(name);
+        Ok(())
+    }
+
     fn path(&self, name: &str) -> Result<String, StoreError> {
         validate_archive_name(name)?;
         Ok(format!("{}/{name}", self.root))

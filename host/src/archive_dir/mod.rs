@@ -97,6 +97,18 @@ pub trait ArchiveDir: Send + Sync {
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError>;
     /// Deletes archive `name` durably; [`StoreError::NotFound`] if there is none.
     fn remove(&self, name: &str) -> Result<(), StoreError>;
+    /// Removes `name` only if it still has `expected`'s size and modification time, else
+    /// [`StoreError::Conflict`] and nothing removed. The default checks then removes (not
+    /// atomic); the shipped backends make the check and the removal one step.
+    fn remove_if_unchanged(&self, name: &str, expected: &Entry) -> Result<(), StoreError> {
+        match self.stat(name)? {
+            None => Err(StoreError::NotFound(format!("archive {name}"))),
+            Some(now) if now.size == expected.size && now.modified_ms == expected.modified_ms => {
+                self.remove(name)
+            }
+            Some(now) => Err(changed(name, expected, &now)),
+        }
+    }
     /// The absolute path of `name` (for meta and for people; never used to open anything).
     fn path(&self, name: &str) -> Result<String, StoreError>;
     /// Whether `path` names archive `name` here: file name `name`, parent resolving to this
@@ -124,4 +136,13 @@ pub trait ArchiveReader: Send {
     fn read(&mut self, max: usize) -> Result<Vec<u8>, StoreError>;
     /// The archive's size in bytes when it was opened.
     fn size(&self) -> u64;
+}
+
+/// The conflict of a [`ArchiveDir::remove_if_unchanged`] whose file changed.
+pub fn changed(name: &str, expected: &Entry, now: &Entry) -> StoreError {
+    StoreError::Conflict(format!(
+        "archive {name} changed since it was listed ({} bytes at {} ms, now {} bytes at {} ms); \
+         not removed",
+        expected.size, expected.modified_ms, now.size, now.modified_ms
+    ))
 }

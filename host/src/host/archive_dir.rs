@@ -157,6 +157,18 @@ impl Host for HostState {
         })
     }
 
+    fn remove_if_unchanged(&mut self, name: String, expected: Entry) -> Result<(), HostError> {
+        self.call(|s| {
+            check_name(&name)?;
+            let expected = archive_dir::Entry {
+                name: expected.name,
+                size: expected.size,
+                modified_ms: expected.modified_ms,
+            };
+            Ok(s.stores.archive_dir.remove_if_unchanged(&name, &expected)?)
+        })
+    }
+
     fn path(&mut self, name: String) -> Result<String, HostError> {
         self.call(|s| {
             check_name(&name)?;
@@ -178,6 +190,7 @@ impl Host for HostState {
             StoreError::InvalidName(m) => Error::InvalidName(m),
             StoreError::Invalid(m) => Error::Invalid(m),
             StoreError::Io(m) => Error::Io(m),
+            StoreError::Conflict(m) => Error::Conflict(m),
             other => Error::Io(other.to_string()),
         })
     }

@@ -188,7 +188,8 @@ impl FileStore for MemoryFiles {
             .get(&key(zone, name))
             .ok_or_else(|| not_found(zone, name))?;
         let first_held = f.stat.size - f.held.len() as u64;
-        let start = offset.max(first_held);
+        super::check_held(zone, name, offset, first_held)?;
+        let start = offset;
         if start >= f.stat.size {
             return Ok(Vec::new());
         }

@@ -182,7 +182,8 @@ pub trait FileStore: Send + Sync {
     /// The file's stat as the app sees it; `None` if it does not exist.
     fn stat(&self, zone: &str, name: &str) -> Result<Option<FileStat>, StoreError>;
     /// Up to `len` (<= `MAX_CHUNK`) bytes at logical `offset`; empty at/after EOF. For circular
-    /// files, an offset before the oldest byte still held starts at that byte.
+    /// files, an offset before the oldest byte still held is [`StoreError::Conflict`] (the
+    /// caller re-stats and decides; see [`check_held`]).
     fn read(&self, zone: &str, name: &str, offset: u64, len: u32) -> Result<Vec<u8>, StoreError>;
     /// Creates an empty file; `AlreadyExists` if there is one.
     fn create(&self, zone: &str, name: &str, opts: FileOpts) -> Result<FileStat, StoreError>;
@@ -231,4 +232,18 @@ impl Clock for SystemClock {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
+}
+
+/// A read before the first byte a circular file still holds is a conflict, never a silent
+/// later start: a caller that stat-ed, then read while the app appended, would otherwise take
+/// the bytes at another offset for the ones it asked for (duplicating or skipping some). Every
+/// [`FileStore`] implementation calls it.
+pub fn check_held(zone: &str, name: &str, offset: u64, first_held: u64) -> Result<(), StoreError> {
+    if offset < first_held {
+        return Err(StoreError::Conflict(format!(
+            "file {zone}/{name}: offset {offset} has fallen out of the circular file (first byte held: \
+             {first_held})",
+        )));
+    }
+    Ok(())
 }

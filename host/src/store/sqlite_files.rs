@@ -304,7 +304,8 @@ impl FileStore for SqliteFiles {
         // appends through its own connection.
         let tx = conn.transaction()?;
         let row = require_row(&tx, zone, name)?;
-        let start = offset.max(row.first_held());
+        super::check_held(zone, name, offset, row.first_held())?;
+        let start = offset;
         if start >= row.stat.size || len == 0 {
             return Ok(Vec::new());
         }

@@ -1,9 +1,9 @@
 //! `export`: a session's bytes to the export sink, from the archive, then the live file.
 
-use super::stream::{copy_file_range, gunzip_checked, Chunker};
-use super::{archived_source, first_held, newer_start, parse_meta, Error, OUTPUT_FILE};
+use super::stream::{copy_live_tail, gunzip_checked, Chunker};
+use super::{archived_source, first_held, newer_start, parse_meta, Error};
 use crate::bindings::exports::session_archiver::policy::policy as api;
-use crate::host::{file_err, obj_err, sink_err, Host};
+use crate::host::{obj_err, sink_err, Host};
 use crate::lines::LineCounter;
 
 /// Exports one session: see the WIT `policy.export`.
@@ -40,20 +40,21 @@ pub fn export<H: Host>(
     }
     let from_archive = archived.is_some();
     let live_start = bytes;
-    if let Some(s) = h
-        .stat_file(id, OUTPUT_FILE)
-        .map_err(|e| file_err("stat live output", e))?
-    {
-        let start = match &archived {
-            Some((name, raw_len, crc)) => newer_start(h, id, &s, name, *raw_len, *crc)?,
-            None => first_held(&s),
-        };
-        copy_file_range(h, id, OUTPUT_FILE, start, s.size, &mut |c| {
+    // Racing the app: a circular file that wraps before the first live byte is read starts
+    // over from a fresh stat; a wrap after that is a conflict (see `copy_live_tail`).
+    copy_live_tail(
+        h,
+        id,
+        &mut |s| match &archived {
+            Some((name, raw_len, crc)) => newer_start(h, id, s, name, *raw_len, *crc),
+            None => Ok(first_held(s)),
+        },
+        &mut |c| {
             lines.update(c);
             bytes += c.len() as u64;
             chunker.push(c)
-        })?;
-    }
+        },
+    )?;
     chunker.flush()?;
     let from_live = bytes > live_start;
     let source = match (from_archive, from_live) {

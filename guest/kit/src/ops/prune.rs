@@ -1,11 +1,11 @@
 //! `prune`: classify the archives, ask the policy which to delete, delete them (tombstoning a
 //! session whose only copy goes).
 
-use super::{clear_intent, remove_if_present, update, Error};
+use super::{clear_intent, parse_meta, update, Error};
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::decide::cap_unreachable;
 use crate::decisions::{ArchiveClass, ArchiveInfo, Decisions};
-use crate::host::{dir_err, objects, Entry, Host, Level};
+use crate::host::{archive_dir, dir_err, obj_err, objects, Entry, Host, Level};
 use crate::meta::{keys, Intent, Meta, Patch};
 
 fn classify<H: Host>(h: &H, e: &Entry) -> ArchiveClass {
@@ -65,13 +65,16 @@ fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> 
         return Ok(None);
     }
     match class {
-        ArchiveClass::Backup | ArchiveClass::Orphan => {
-            remove_if_present(h, name)?;
-            Ok(Some(false))
-        }
+        ArchiveClass::Backup | ArchiveClass::Orphan => match remove_classified(h, info)? {
+            Removed::Yes => Ok(Some(false)),
+            Removed::Changed => Ok(None),
+        },
         ArchiveClass::OnlyCopy => {
             // Meta never says "archived" without an archive: Tombstone first, then remove.
             let id = name.strip_suffix(".jsonl.gz").unwrap_or(name);
+            // Read just before the tombstone, to put back if the archive turns out to be
+            // another one (committed since the check above by a restore and a new archive).
+            let before = parse_meta(&h.get_object(id).map_err(obj_err)?)?;
             let now = h.now_ms();
             let intent = Intent::Prune {
                 at: now,
@@ -85,7 +88,18 @@ fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> 
                     .set(keys::PRUNED_AT, now)
                     .intent(&intent),
             )?;
-            remove_if_present(h, name)?;
+            if let Removed::Changed = remove_classified(h, info)? {
+                let mut undo = Patch::new().clear_intent();
+                for k in keys::ARCHIVED_KEYS.into_iter().chain([keys::PRUNED_AT]) {
+                    undo = undo.set_opt(k, before.get(k).cloned());
+                }
+                update(h, id, undo)?;
+                h.log(
+                    Level::Info,
+                    &format!("session {id}: {name} changed since it was classified; not pruned"),
+                );
+                return Ok(None);
+            }
             clear_intent(h, id)?;
             h.log(
                 Level::Info,
@@ -94,6 +108,24 @@ fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> 
             Ok(Some(true))
         }
         ArchiveClass::Pinned | ArchiveClass::InProgress | ArchiveClass::Unknown => Ok(None),
+    }
+}
+
+/// What a conditional removal did.
+enum Removed {
+    Yes,
+    /// The file is no longer the one classified (or is gone): left alone.
+    Changed,
+}
+
+/// Removes the archive only if it is still the file `info` classified (size and modification
+/// time, checked by the host in the same step as the removal).
+fn remove_classified<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Removed, Error> {
+    match h.remove_archive_if_unchanged(&info.entry.name, &info.entry) {
+        Ok(()) => Ok(Removed::Yes),
+        Err(archive_dir::Error::Conflict(_)) => Ok(Removed::Changed),
+        Err(archive_dir::Error::NotFound(_)) => Ok(Removed::Yes),
+        Err(e) => Err(dir_err("remove archive", e)),
     }
 }
 

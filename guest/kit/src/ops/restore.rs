@@ -139,24 +139,40 @@ fn restore_into_place<H: Host>(
             .stat_file(id, OUTPUT_FILE)
             .map_err(|e| file_err("stat live output", e))?;
         if let Some(s) = &live {
-            let from = match live_from {
-                Some(f) => f,
-                None => *live_from.insert(newer_start(h, id, s, name, raw_len, crc)?),
-            };
-            if pos == 0 {
-                pos = from;
+            let first_copy = live_from.is_none();
+            let mut delivered = 0u64;
+            let copied = (|| {
+                let from = match live_from {
+                    Some(f) => f,
+                    None => *live_from.insert(newer_start(h, id, s, name, raw_len, crc)?),
+                };
+                if first_copy {
+                    pos = from;
+                }
+                if s.size < pos || created.is_some_and(|c| c != s.created_ms) {
+                    return Err(Error::Conflict(format!(
+                        "live output of {id} was replaced during restore"
+                    )));
+                }
+                created = Some(s.created_ms);
+                let mut chunker = Chunker::new(&mut append);
+                copy_file_range(h, id, OUTPUT_FILE, pos, s.size, &mut |c| {
+                    delivered += c.len() as u64;
+                    chunker.push(c)
+                })?;
+                chunker.flush()
+            })();
+            match copied {
+                Ok(()) => pos = s.size,
+                // A circular output wrapped past the newer bytes' start before the first of
+                // them was read: nothing of it reached the scratch file, so start over from a
+                // fresh stat. Later a wrap would leave a gap: a conflict.
+                Err(Error::Conflict(_)) if first_copy && delivered == 0 => {
+                    (live_from, pos, created) = (None, 0, None);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
-            if s.size < pos || created.is_some_and(|c| c != s.created_ms) {
-                return Err(Error::Conflict(format!(
-                    "live output of {id} was replaced during restore"
-                ))
-                .into());
-            }
-            created = Some(s.created_ms);
-            let mut chunker = Chunker::new(&mut append);
-            copy_file_range(h, id, OUTPUT_FILE, pos, s.size, &mut |c| chunker.push(c))?;
-            chunker.flush()?;
-            pos = s.size;
         } else if live_from.is_some() {
             return Err(
                 Error::Conflict(format!("live output of {id} was deleted during restore")).into(),

@@ -3,7 +3,9 @@
 
 use super::{Error, CHUNK, OUTPUT_FILE};
 use crate::gzip::{DecodeSummary, GzDecoder, GzEncoder};
-use crate::host::{archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, Host};
+use crate::host::{
+    archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, FileStat, Host,
+};
 
 /// Collects small pieces into ~1 MiB chunks before handing them to a host call.
 pub(super) struct Chunker<'a> {
@@ -54,6 +56,13 @@ pub fn copy_file_range<H: Host>(
                     "{zone}/{name} was deleted while being read: {m}"
                 )))
             }
+            // A circular file wrapped past `off` since the caller's stat: the bytes asked for
+            // are gone (see [`copy_live_tail`] for the retry).
+            Err(files::Error::Conflict(m)) => {
+                return Err(Error::Conflict(format!(
+                    "{zone}/{name}: byte {off} fell out of the circular file while being read: {m}"
+                )))
+            }
             Err(e) => return Err(file_err("read live output", e)),
         };
         if data.is_empty() {
@@ -66,6 +75,46 @@ pub fn copy_file_range<H: Host>(
         off += take as u64;
     }
     Ok(())
+}
+
+/// How often a copy of a live tail starts over from a fresh stat because the circular file
+/// wrapped past its start before its first byte was read.
+const TAIL_ATTEMPTS: usize = 8;
+
+/// Copies the live file from `start(stat)` to the size of a fresh stat into `sink`; returns the
+/// stat copied up to (`None`: no file). A circular file the app appends to can wrap past the
+/// start between the stat and the first read (the read is then a conflict): as long as no byte
+/// reached `sink`, start over from a fresh stat; once bytes did, a gap would follow them, so that
+/// is a conflict for the caller. No byte is ever repeated or skipped.
+pub(super) fn copy_live_tail<H: Host>(
+    h: &H,
+    id: &str,
+    start: &mut dyn FnMut(&FileStat) -> Result<u64, Error>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<Option<(FileStat, u64)>, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(s) = h
+            .stat_file(id, OUTPUT_FILE)
+            .map_err(|e| file_err("stat live output", e))?
+        else {
+            return Ok(None);
+        };
+        let mut delivered = 0u64;
+        let result = start(&s).and_then(|from| {
+            copy_file_range(h, id, OUTPUT_FILE, from, s.size, &mut |c| {
+                delivered += c.len() as u64;
+                sink(c)
+            })
+            .map(|()| from)
+        });
+        match result {
+            Ok(from) => return Ok(Some((s, from))),
+            Err(Error::Conflict(_)) if delivered == 0 && attempt < TAIL_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Streams an archive through the gzip decoder into `sink`, refusing to inflate past `limit`.
