@@ -160,6 +160,8 @@ impl Host for HostState {
     fn remove_if_unchanged(&mut self, name: String, expected: Entry) -> Result<(), HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope
+                .archive("archive-dir.remove-if-unchanged", &name, Access::Write)?;
             let expected = archive_dir::Entry {
                 name: expected.name,
                 size: expected.size,
@@ -180,6 +182,8 @@ impl Host for HostState {
     fn is_path_of(&mut self, path: String, name: String) -> Result<bool, HostError> {
         self.call(|s| {
             check_name(&name)?;
+            s.scope
+                .archive("archive-dir.is-path-of", &name, Access::Read)?;
             Ok(s.stores.archive_dir.is_path_of(&path, &name)?)
         })
     }
