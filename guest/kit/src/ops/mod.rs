@@ -92,9 +92,14 @@ fn first_held(s: &FileStat) -> u64 {
 }
 
 /// Where the live file's bytes written after archiving start. Normally where the file starts;
-/// but when whoever archived the session failed to delete the live file (the seed only logged
+/// but when the seed archived the session and failed to delete the live file (it only logged
 /// that), the live file still begins with the archived bytes (same length, same CRC-32): then the
 /// newer bytes start after them, so restore and export count the archived bytes once.
+///
+/// Only for the seed's archives, recognised by having no CRC in meta: this archiver records the
+/// CRC and always removes the live file it archived before the archive counts, so a live file
+/// beside one of its archives is new output, even when it happens to repeat the archived bytes
+/// (a reopened session writing the same first line again) — dropping it would lose it.
 fn newer_start<H: Host>(
     h: &H,
     id: &str,
@@ -104,13 +109,10 @@ fn newer_start<H: Host>(
     crc: Option<u32>,
 ) -> Result<u64, Error> {
     let start = first_held(live);
-    if start != 0 || raw_len == 0 || live.size < raw_len {
+    if crc.is_some() || start != 0 || raw_len == 0 || live.size < raw_len {
         return Ok(start);
     }
-    let want = match crc {
-        Some(c) => c,
-        None => gunzip_archive(h, archive, raw_len, &mut |_| Ok(()))?.crc32,
-    };
+    let want = gunzip_archive(h, archive, raw_len, &mut |_| Ok(()))?.crc32;
     let mut hasher = crc32fast::Hasher::new();
     copy_file_range(h, id, OUTPUT_FILE, 0, raw_len, &mut |c| {
         hasher.update(c);
