@@ -42,24 +42,12 @@ fn a_path_is_the_archives_when_its_parent_resolves_to_the_directory() {
 
 /// Rewrites `session:archive_path` in a block's meta (a JSON BLOB, as the app stores it).
 fn set_archive_path(data: &Path, id: &str, path: &str) {
-    let conn = rusqlite::Connection::open(cli_support::objects_db(data)).unwrap();
-    let raw: Vec<u8> = conn
-        .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
-            r.get::<_, rusqlite::types::Value>(0)
-        })
-        .map(|v| match v {
-            rusqlite::types::Value::Blob(b) => b,
-            rusqlite::types::Value::Text(t) => t.into_bytes(),
-            other => panic!("block data {other:?}"),
-        })
-        .unwrap();
-    let mut block: Value = serde_json::from_slice(&raw).unwrap();
-    block["meta"]["session:archive_path"] = Value::String(path.to_string());
-    conn.execute(
-        "UPDATE db_block SET data = ?2 WHERE oid = ?1",
-        rusqlite::params![id, serde_json::to_vec(&block).unwrap()],
-    )
-    .unwrap();
+    cli_support::set_meta_key(
+        data,
+        id,
+        "session:archive_path",
+        Value::String(path.to_string()),
+    );
 }
 
 #[test]

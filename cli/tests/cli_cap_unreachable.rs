@@ -10,24 +10,7 @@ use serde_json::Value;
 
 /// Sets `session:archive_pinned` in a block's meta, the way the app stores it (a JSON BLOB).
 fn pin(data: &Path, id: &str) {
-    let conn = rusqlite::Connection::open(cli_support::objects_db(data)).unwrap();
-    let raw: Vec<u8> = conn
-        .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
-            r.get::<_, rusqlite::types::Value>(0)
-        })
-        .map(|v| match v {
-            rusqlite::types::Value::Blob(b) => b,
-            rusqlite::types::Value::Text(t) => t.into_bytes(),
-            other => panic!("block data {other:?}"),
-        })
-        .unwrap();
-    let mut block: Value = serde_json::from_slice(&raw).unwrap();
-    block["meta"]["session:archive_pinned"] = Value::Bool(true);
-    conn.execute(
-        "UPDATE db_block SET data = ?2 WHERE oid = ?1",
-        rusqlite::params![id, serde_json::to_vec(&block).unwrap()],
-    )
-    .unwrap();
+    cli_support::set_meta_key(data, id, "session:archive_pinned", Value::Bool(true));
 }
 
 fn args<'a>(config: &'a str, rest: &[&'a str]) -> Vec<&'a str> {

@@ -146,7 +146,12 @@ fn hand_made_policy(info_body: &str, bodies: [&str; 7]) -> Vec<u8> {
           (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {recover})
         )"#
     );
-    let module = wat::parse_str(&wat).expect("wat");
+    policy_component_from_wat(&wat)
+}
+
+/// Turns a WAT core module of the `archive-policy` world into a policy component.
+pub fn policy_component_from_wat(wat: &str) -> Vec<u8> {
+    let module = wat::parse_str(wat).expect("wat");
     let dir = workspace().join("wit");
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve.push_dir(&dir).expect("parse wit");

@@ -121,7 +121,7 @@ fn hostile_component(archive: &str, plan: &str, prune: &str) -> Vec<u8> {
           (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {OK})
         )"#
     );
-    hand_made_component(&wat)
+    policy_component_from_wat(&wat)
 }
 
 /// An archiver serving a hand-made policy whose `archive` runs `body`.
@@ -457,29 +457,4 @@ fn restore_of_highly_compressible_output_is_not_refused_by_the_write_limit() {
         .expect("restore within the inflate allowance");
     let back = mem.files.read("z", "output", 0, 4 << 20).unwrap();
     assert_eq!(back, data[..4 << 20]);
-}
-
-/// Turns a WAT module of the `archive-policy` world into a component.
-fn hand_made_component(wat: &str) -> Vec<u8> {
-    let mut module = wat::parse_str(wat).expect("wat");
-    let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve
-        .push_dir(workspace_root().join("wit"))
-        .expect("parse wit");
-    let world = resolve
-        .select_world(&[pkg], Some("archive-policy"))
-        .expect("world");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embed metadata");
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .expect("module")
-        .validate(true)
-        .encode()
-        .expect("encode component")
 }

@@ -106,3 +106,26 @@ pub fn code(out: &Output) -> i32 {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Sets one key of a block's meta with plain SQL, the way the app writes it (the JSON as a BLOB),
+/// while no archiver runs.
+pub fn set_meta_key(data: &Path, id: &str, key: &str, value: Value) {
+    let conn = rusqlite::Connection::open(objects_db(data)).unwrap();
+    let raw: Vec<u8> = conn
+        .query_row("SELECT data FROM db_block WHERE oid = ?1", [id], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| match v {
+            rusqlite::types::Value::Blob(b) => b,
+            rusqlite::types::Value::Text(t) => t.into_bytes(),
+            other => panic!("block data {other:?}"),
+        })
+        .unwrap();
+    let mut block: Value = serde_json::from_slice(&raw).unwrap();
+    block["meta"][key] = value;
+    conn.execute(
+        "UPDATE db_block SET data = ?2 WHERE oid = ?1",
+        rusqlite::params![id, serde_json::to_vec(&block).unwrap()],
+    )
+    .unwrap();
+}
