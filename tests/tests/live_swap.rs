@@ -18,6 +18,7 @@ use session_archiver::archiver::Archiver;
 use session_archiver::bindings::guest::Source;
 use session_archiver::error::ArchiverError;
 use session_archiver::policy::{LoadedPolicy, PolicyId};
+use session_archiver_testkit::components;
 use session_archiver_testkit::{load_policy, shared_runtime, MockHost};
 
 /// Good swaps to make (the issue asks for at least 100).
@@ -47,50 +48,7 @@ struct SwapRecord {
 /// A component of our world whose every export (`info` included) is `unreachable`: it traps
 /// in `info` at load.
 fn info_traps_component() -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve
-        .push_dir(session_archiver_testkit::workspace_root().join("wit"))
-        .expect("parse wit/");
-    let world = resolve
-        .select_world(&[pkg], Some("archive-policy"))
-        .expect("world");
-    encode(&resolve, world)
-}
-
-/// A component of another world: it imports one of our interfaces but exports no policy.
-fn wrong_world_component() -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    let pkg = resolve
-        .push_str(
-            "other.wit",
-            "package other:thing@1.0.0;\n\
-             interface greet { hello: func() -> string; }\n\
-             world other { export greet; }",
-        )
-        .expect("parse wit");
-    let world = resolve.select_world(&[pkg], Some("other")).expect("world");
-    encode(&resolve, world)
-}
-
-fn encode(resolve: &wit_parser::Resolve, world: wit_parser::WorldId) -> Vec<u8> {
-    let mut module = wit_component::dummy_module(
-        resolve,
-        world,
-        wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync),
-    );
-    wit_component::embed_component_metadata(
-        &mut module,
-        resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embed metadata");
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .expect("module")
-        .validate(true)
-        .encode()
-        .expect("encode component")
+    components::our_world_component(session_archiver::bindings::WIT_VERSION)
 }
 
 /// The broken swaps, each as (what, attempt): every attempt must return `Err`.
@@ -120,7 +78,7 @@ fn broken_swaps() -> Vec<(&'static str, Attempt)> {
         ),
         (
             "a component of another world",
-            bytes_attempt(wrong_world_component(), "wrong-world.wasm"),
+            bytes_attempt(components::wrong_world_component(), "wrong-world.wasm"),
         ),
         (
             "a policy whose info traps",
