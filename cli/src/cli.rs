@@ -76,9 +76,25 @@ pub struct Global {
     pub filestore_db: Option<PathBuf>,
 
     /// Where archives are written (default: DATA_DIR/archives); session locks live in its
-    /// hidden .locks/ subdirectory.
-    #[arg(long, global = true, env = "ARCHIVER_ARCHIVE_DIR", value_name = "DIR")]
+    /// hidden .locks/ subdirectory. `s3://BUCKET/PREFIX` puts them in an S3 bucket instead
+    /// (credentials and region from the usual AWS_* variables; session locks then live in
+    /// DATA_DIR/.archiver-locks, local to this machine).
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHIVER_ARCHIVE_DIR",
+        value_name = "DIR|s3://BUCKET/PREFIX"
+    )]
     pub archive_dir: Option<PathBuf>,
+
+    /// The S3-compatible server for an s3:// --archive-dir, e.g. http://127.0.0.1:9000
+    /// (default: AWS_ENDPOINT_URL, else AWS itself).
+    #[arg(long, global = true, env = "ARCHIVER_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket's region for an s3:// --archive-dir (default: AWS_REGION, else us-east-1).
+    #[arg(long, global = true, env = "ARCHIVER_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
 
     /// The policy component. Default: inactivity.wasm from $ARCHIVER_POLICY_DIR, else from
     /// policies/ next to this executable, else from ../policies/ (target/policies/ when run from

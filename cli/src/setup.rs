@@ -50,6 +50,8 @@ fn overrides(g: &Global, p: &mut DataDirPaths) {
     if let Some(a) = &g.archive_dir {
         p.archive_dir = a.clone();
     }
+    p.s3.endpoint.clone_from(&g.s3_endpoint);
+    p.s3.region.clone_from(&g.s3_region);
 }
 
 /// The live-app guard over both databases, honouring `--allow-live-writer`.

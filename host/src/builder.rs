@@ -27,9 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::archive_dir::fs::FsArchiveDir;
+use crate::archive_dir::object::{is_object_url, ObjectArchiveDir, S3Options};
 use crate::archive_dir::ArchiveDir;
 use crate::archiver::{Archiver, ArchiverOptions};
-use crate::data_dir::LOCKS;
+use crate::data_dir::{sessions_of, LOCKS};
 use crate::error::ArchiverError;
 use crate::host::Stores;
 use crate::locks::SessionLocks;
@@ -149,7 +150,9 @@ impl ArchiverBuilder {
         self
     }
 
-    /// The archive directory on disk, opened (and created when missing) at build time.
+    /// The archive directory on disk, opened (and created when missing) at build time; an
+    /// `s3://bucket/prefix` URL puts archives in that bucket instead (reached as the `AWS_*`
+    /// environment variables say; session locks then default to in-process).
     pub fn archive_dir_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.archive_dir = Some(ArchiveDirSource::Path(path.into()));
         self
@@ -248,11 +251,27 @@ impl ArchiverBuilder {
                 ))
             }
             Some(ArchiveDirSource::Path(path)) => {
-                let dir = FsArchiveDir::open(&path).map_err(|source| BuildError::ArchiveDir {
-                    path: path.clone(),
-                    source,
-                })?;
-                (Arc::new(dir), SessionLocks::files(path.join(LOCKS)))
+                match path.to_str().filter(|p| is_object_url(p)) {
+                    // Object store locks are the app's to give (`locks`): there is no shared
+                    // directory to keep lock files in.
+                    Some(url) => {
+                        let dir = ObjectArchiveDir::s3(url, &S3Options::default())
+                            .map_err(|source| BuildError::ArchiveDir {
+                                path: path.clone(),
+                                source,
+                            })?
+                            .owned_by(sessions_of(&objects));
+                        (Arc::new(dir), SessionLocks::in_process())
+                    }
+                    None => {
+                        let dir =
+                            FsArchiveDir::open(&path).map_err(|source| BuildError::ArchiveDir {
+                                path: path.clone(),
+                                source,
+                            })?;
+                        (Arc::new(dir), SessionLocks::files(path.join(LOCKS)))
+                    }
+                }
             }
             Some(ArchiveDirSource::Dir(dir)) => (dir, SessionLocks::in_process()),
         };

@@ -15,11 +15,13 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::archive_dir::fs::FsArchiveDir;
+use crate::archive_dir::object::{is_object_url, ObjectArchiveDir, OwnerFilter, S3Options};
+use crate::archive_dir::ArchiveDir;
 use crate::host::Stores;
 use crate::locks::SessionLocks;
 use crate::store::sqlite_files::SqliteFiles;
 use crate::store::sqlite_objects::SqliteObjects;
-use crate::store::{StoreError, SystemClock};
+use crate::store::{ObjectStore, StoreError, SystemClock};
 
 /// AgentMux's object store file name (and the one a new data directory gets).
 pub const AGENTMUX_OBJECTS_DB: &str = "wave.db";
@@ -33,6 +35,8 @@ pub const FILESTORE_DB: &str = "filestore.db";
 pub const ARCHIVES: &str = "archives";
 /// The lock directory's name inside the archive directory (hidden, so never listed as an archive).
 pub const LOCKS: &str = ".locks";
+/// The lock directory's name beside the object store when archives are in an object store.
+pub const OBJECT_STORE_LOCKS: &str = ".archiver-locks";
 /// The table that marks a database as an object store.
 const BLOCK_TABLE: &str = "db_block";
 
@@ -149,8 +153,11 @@ pub struct DataDirPaths {
     pub objects_db: PathBuf,
     /// The file store database (`filestore.db`) holding each session's output.
     pub filestore_db: PathBuf,
-    /// The directory archives are written to (`archives/` by default).
+    /// The directory archives are written to (`archives/` by default), or an object store
+    /// URL (`s3://bucket/prefix`).
     pub archive_dir: PathBuf,
+    /// How to reach the S3 server when `archive_dir` is an `s3://` URL.
+    pub s3: S3Options,
 }
 
 impl DataDirPaths {
@@ -162,6 +169,7 @@ impl DataDirPaths {
             objects_db: dir.join(AGENTMUX_OBJECTS_DB),
             filestore_db: dir.join(FILESTORE_DB),
             archive_dir: dir.join(ARCHIVES),
+            s3: S3Options::default(),
         }
     }
 
@@ -180,9 +188,44 @@ impl DataDirPaths {
         ))
     }
 
-    /// `<archive dir>/.locks`, where the per-session lock files live.
+    /// `<archive dir>/.locks`, where the per-session lock files live; for archives in an
+    /// object store, `.archiver-locks` beside the object store (the locks are local to this
+    /// machine, see README's known limits).
     pub fn locks_dir(&self) -> PathBuf {
-        self.archive_dir.join(LOCKS)
+        match self.archive_url() {
+            Some(_) => self
+                .objects_db
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(OBJECT_STORE_LOCKS),
+            None => self.archive_dir.join(LOCKS),
+        }
+    }
+
+    /// The archive location as an object store URL, when it is one (`s3://...`).
+    pub fn archive_url(&self) -> Option<&str> {
+        self.archive_dir.to_str().filter(|s| is_object_url(s))
+    }
+
+    /// The archive directory on disk, or the bucket and prefix an `s3://` URL names. In a
+    /// bucket, only archives of sessions in `objects` are this data directory's: the prefix may
+    /// be shared with other machines, whose archives must never look like orphans here.
+    pub fn open_archive_dir(
+        &self,
+        objects: &Arc<dyn ObjectStore>,
+    ) -> Result<Arc<dyn ArchiveDir>, DataDirError> {
+        let open_err = |source| DataDirError::Open {
+            path: self.archive_dir.clone(),
+            source,
+        };
+        Ok(match self.archive_url() {
+            Some(url) => Arc::new(
+                ObjectArchiveDir::s3(url, &self.s3)
+                    .map_err(open_err)?
+                    .owned_by(sessions_of(objects)),
+            ),
+            None => Arc::new(FsArchiveDir::open(&self.archive_dir).map_err(open_err)?),
+        })
     }
 
     /// Cross-process session locks for this directory.
@@ -228,12 +271,12 @@ impl DataDirPaths {
         }
         let objects = SqliteObjects::open(&self.objects_db).map_err(open_err(&self.objects_db))?;
         let files = SqliteFiles::open(&self.filestore_db).map_err(open_err(&self.filestore_db))?;
-        let archive_dir =
-            FsArchiveDir::open(&self.archive_dir).map_err(open_err(&self.archive_dir))?;
+        let objects: Arc<dyn ObjectStore> = Arc::new(objects);
+        let archive_dir = self.open_archive_dir(&objects)?;
         Ok(Stores {
-            objects: Arc::new(objects),
+            objects,
             files: Arc::new(files),
-            archive_dir: Arc::new(archive_dir),
+            archive_dir,
             clock: Arc::new(SystemClock),
         })
     }
@@ -262,15 +305,22 @@ impl DataDirPaths {
             SqliteObjects::open_read_only(&self.objects_db).map_err(open_err(&self.objects_db))?;
         let files = SqliteFiles::open_read_only(&self.filestore_db)
             .map_err(open_err(&self.filestore_db))?;
-        let archive_dir =
-            FsArchiveDir::open(&self.archive_dir).map_err(open_err(&self.archive_dir))?;
+        let objects: Arc<dyn ObjectStore> = Arc::new(objects);
+        let archive_dir = self.open_archive_dir(&objects)?;
         Ok(Stores {
-            objects: Arc::new(objects),
+            objects,
             files: Arc::new(files),
-            archive_dir: Arc::new(archive_dir),
+            archive_dir,
             clock: Arc::new(SystemClock),
         })
     }
+}
+
+/// An owner filter for a shared bucket: a session is ours when this object store has it. A
+/// failed lookup says no (an archive not listed is kept, never lost).
+pub fn sessions_of(objects: &Arc<dyn ObjectStore>) -> OwnerFilter {
+    let objects = Arc::clone(objects);
+    Arc::new(move |id: &str| objects.get(id).is_ok())
 }
 
 /// The object store in `dir`; see [`DataDirPaths::find`].

@@ -15,6 +15,8 @@ pub mod app_schema;
 pub mod components;
 pub mod fixtures;
 pub mod mem;
+pub mod moto;
+pub mod object_mock;
 pub mod recorder;
 pub mod stores;
 
@@ -23,7 +25,6 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
-use session_archiver::archive_dir::ArchiveDir;
 use session_archiver::archiver::{Archiver, ArchiverOptions};
 use session_archiver::host::Stores;
 use session_archiver::locks::SessionLocks;
@@ -158,11 +159,29 @@ impl MockHost {
             }),
             archives: Arc::new(MockArchiveDir {
                 inner: MemoryArchiveDir::with_clock(dyn_clock),
+                object: None,
                 rec: rec.clone(),
             }),
             clock,
             rec,
         }
+    }
+
+    /// Empty stores whose archives go to an object store ([`ObjectArchiveDir`] over a recorded
+    /// in-memory [`MockObjectStore`], uploading parts of `part_size` bytes) instead of the
+    /// in-memory directory; every object-store call is recorded and can be failed too.
+    ///
+    /// [`ObjectArchiveDir`]: session_archiver::archive_dir::object::ObjectArchiveDir
+    pub fn with_object_store(part_size: usize) -> Self {
+        let mut host = MockHost::new();
+        let clock: Arc<dyn Clock> = host.clock.clone();
+        let store = object_mock::MockObjectStore::new(host.rec.clone(), clock.clone());
+        host.archives = Arc::new(MockArchiveDir {
+            inner: MemoryArchiveDir::with_clock(clock),
+            object: Some(stores::ObjectBackend::new(store, part_size)),
+            rec: host.rec.clone(),
+        });
+        host
     }
 
     /// The stores as the host sees them.
@@ -208,8 +227,7 @@ impl MockHost {
     /// Puts an archive file directly (unrecorded).
     pub fn archive_file(&self, name: &str, bytes: &[u8], modified_ms: i64) {
         self.archives
-            .inner
-            .put(name, bytes, modified_ms)
+            .put_file(name, bytes, modified_ms)
             .expect("put archive");
     }
 
@@ -221,7 +239,7 @@ impl MockHost {
         let name = format!("{id}.jsonl.gz");
         let now = self.now_ms();
         self.archive_file(&name, gz, now);
-        let path = self.archives.inner.path(&name).expect("archive path");
+        let path = self.archives.quiet().path(&name).expect("archive path");
         let mut patch = Meta::new();
         for (k, v) in [
             ("session:archived_at", serde_json::json!(now)),
@@ -265,7 +283,7 @@ impl MockHost {
 
     /// An archive file's bytes (unrecorded).
     pub fn archive_bytes(&self, name: &str) -> Option<Vec<u8>> {
-        self.archives.inner.get(name)
+        self.archives.get_file(name)
     }
 
     /// Every call so far.

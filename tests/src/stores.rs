@@ -4,12 +4,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
+use session_archiver::archive_dir::object::ObjectArchiveDir;
 use session_archiver::archive_dir::{ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use session_archiver::store::memory::{MemoryFiles, MemoryObjects};
 use session_archiver::store::{
     Clock, FileOpts, FileStat, FileStore, Meta, Object, ObjectStore, Page, StoreError,
 };
 
+use crate::object_mock::MockObjectStore;
 use crate::recorder::Recorder;
 
 /// A clock tests move by hand.
@@ -128,22 +130,98 @@ impl FileStore for MockFiles {
 /// Archive directory that records and may fail each call, writers and readers included.
 pub struct MockArchiveDir {
     pub inner: MemoryArchiveDir,
+    /// When set, every call goes to this object-store backend instead of `inner`.
+    pub object: Option<ObjectBackend>,
     pub rec: Arc<Recorder>,
+}
+
+/// The object-store archive directory a mock host can run on: [`ObjectArchiveDir`] over a
+/// [`MockObjectStore`] whose every call is recorded (and can be failed) too.
+pub struct ObjectBackend {
+    /// What the host uses.
+    pub dir: ObjectArchiveDir,
+    /// The same objects, unrecorded (fixtures and checkers).
+    pub quiet: ObjectArchiveDir,
+    pub store: MockObjectStore,
+}
+
+/// The prefix and URL of a mock host's object-store archives.
+pub const OBJECT_PREFIX: &str = "archives";
+/// See [`OBJECT_PREFIX`].
+pub const OBJECT_URL: &str = "s3://mock-bucket/archives";
+
+impl ObjectBackend {
+    /// Parts of `part_size` bytes, so small archives exercise multipart uploads too.
+    pub fn new(store: MockObjectStore, part_size: usize) -> Self {
+        let dir = ObjectArchiveDir::new(Arc::new(store.clone()), OBJECT_PREFIX, OBJECT_URL)
+            .expect("object archive dir")
+            .with_part_size(part_size);
+        let quiet = ObjectArchiveDir::new(Arc::new(store.quiet()), OBJECT_PREFIX, OBJECT_URL)
+            .expect("object archive dir");
+        ObjectBackend { dir, quiet, store }
+    }
+}
+
+impl MockArchiveDir {
+    fn backend(&self) -> &dyn ArchiveDir {
+        match &self.object {
+            Some(o) => &o.dir,
+            None => &self.inner,
+        }
+    }
+
+    /// The directory, unrecorded.
+    pub fn quiet(&self) -> &dyn ArchiveDir {
+        match &self.object {
+            Some(o) => &o.quiet,
+            None => &self.inner,
+        }
+    }
+
+    /// Fixture: puts `bytes` under `name` with the given mtime (unrecorded).
+    pub fn put_file(&self, name: &str, bytes: &[u8], modified_ms: i64) -> Result<(), StoreError> {
+        match &self.object {
+            Some(o) => {
+                o.store
+                    .quiet()
+                    .put_at(&o.quiet.key(name), bytes, modified_ms);
+                Ok(())
+            }
+            None => self.inner.put(name, bytes, modified_ms),
+        }
+    }
+
+    /// Fixture: the bytes under `name`, if any (unrecorded).
+    pub fn get_file(&self, name: &str) -> Option<Vec<u8>> {
+        match &self.object {
+            Some(o) => o.store.quiet().get_bytes(&o.quiet.key(name)),
+            None => self.inner.get(name),
+        }
+    }
+
+    /// Writers in progress or left behind: temp files, or multipart uploads never completed
+    /// or aborted.
+    pub fn temp_count(&self) -> usize {
+        match &self.object {
+            Some(o) => o.store.open_uploads(),
+            None => self.inner.temp_count(),
+        }
+    }
 }
 
 impl ArchiveDir for MockArchiveDir {
     fn list(&self) -> Result<Vec<Entry>, StoreError> {
         self.rec.enter("archive-dir.list", String::new)?;
-        self.inner.list()
+        self.backend().list()
     }
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
         self.rec.enter("archive-dir.stat", || name.to_string())?;
-        self.inner.stat(name)
+        self.backend().stat(name)
     }
     fn create(&self, name: &str) -> Result<Box<dyn ArchiveWriter>, StoreError> {
         self.rec.enter("archive-dir.create", || name.to_string())?;
         Ok(Box::new(MockWriter {
-            inner: self.inner.create(name)?,
+            inner: self.backend().create(name)?,
             name: name.to_string(),
             rec: self.rec.clone(),
         }))
@@ -151,14 +229,14 @@ impl ArchiveDir for MockArchiveDir {
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError> {
         self.rec.enter("archive-dir.open", || name.to_string())?;
         Ok(Box::new(MockReader {
-            inner: self.inner.open(name)?,
+            inner: self.backend().open(name)?,
             name: name.to_string(),
             rec: self.rec.clone(),
         }))
     }
     fn remove(&self, name: &str) -> Result<(), StoreError> {
         self.rec.enter("archive-dir.remove", || name.to_string())?;
-        self.inner.remove(name)
+        self.backend().remove(name)
     }
     fn remove_if_unchanged(
         &self,
@@ -167,16 +245,16 @@ impl ArchiveDir for MockArchiveDir {
     ) -> Result<(), StoreError> {
         self.rec
             .enter("archive-dir.remove-if-unchanged", || name.to_string())?;
-        self.inner.remove_if_unchanged(name, expected)
+        self.backend().remove_if_unchanged(name, expected)
     }
     fn path(&self, name: &str) -> Result<String, StoreError> {
         self.rec.enter("archive-dir.path", || name.to_string())?;
-        self.inner.path(name)
+        self.backend().path(name)
     }
     fn clean_temps(&self, min_age_ms: i64) -> Result<u32, StoreError> {
         self.rec
             .enter("archive-dir.clean-temps", || min_age_ms.to_string())?;
-        self.inner.clean_temps(min_age_ms)
+        self.backend().clean_temps(min_age_ms)
     }
 }
 

@@ -7,13 +7,19 @@
 
 mod reliability;
 
-use reliability::{break_each_call, check, Mixed, Operation, Phase};
+use reliability::{break_each_call_on, check, mixed_store_on, Backend, Mixed, Operation, Phase};
 use session_archiver::store::StoreError;
 use session_archiver_testkit::{Fault, MockHost};
 
 /// Fails each call of `op` in turn; after each, recovers and runs `op` again. Returns T.
 fn sweep_faults(op: Operation) -> usize {
-    break_each_call(
+    sweep_faults_on(Backend::Memory, op)
+}
+
+/// [`sweep_faults`] with the archives in `backend`.
+fn sweep_faults_on(backend: Backend, op: Operation) -> usize {
+    break_each_call_on(
+        backend,
         op,
         "failing call",
         |total| 1..=total,
@@ -65,6 +71,57 @@ fn a_restore_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
 fn a_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
     let t = sweep_faults(Operation::Sweep);
     eprintln!("fault sweep: the sweep makes {t} calls; each failed in turn");
+}
+
+// The object-store backend: every archive-dir call and every object-store request under it
+// (PUT, multipart start, each part, completion, GET, HEAD, DELETE, LIST) failed in turn.
+
+#[test]
+fn the_object_store_fault_sweeps_meet_single_puts_multipart_uploads_reads_and_deletes() {
+    // Guards the sweeps below: they fail every kind of request only if the operations make it.
+    let calls = |backend: Backend, op: Operation| {
+        let m = mixed_store_on("inactivity", backend);
+        op.run(&m).expect("the operation without faults");
+        assert_eq!(m.host.archives.temp_count(), 0, "an upload left open");
+        m.host.calls()
+    };
+    let has = |calls: &[session_archiver_testkit::Call], op: &str| {
+        assert!(calls.iter().any(|c| c.op == op), "no {op} in {calls:?}");
+    };
+    let single = calls(Backend::OBJECT_SINGLE_PUT, Operation::Archive);
+    has(&single, "object-store.put");
+    let multi = calls(Backend::OBJECT_MULTIPART, Operation::Sweep);
+    for op in [
+        "object-store.put-multipart",
+        "object-store.put-part",
+        "object-store.complete",
+        "object-store.get",
+        "object-store.head",
+        "object-store.delete",
+        "object-store.list",
+    ] {
+        has(&multi, op);
+    }
+}
+
+#[test]
+fn an_archive_to_an_object_store_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
+    for backend in [Backend::OBJECT_SINGLE_PUT, Backend::OBJECT_MULTIPART] {
+        let t = sweep_faults_on(backend, Operation::Archive);
+        eprintln!("fault sweep ({backend:?}): archive makes {t} calls; each failed in turn");
+    }
+}
+
+#[test]
+fn a_restore_from_an_object_store_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
+    let t = sweep_faults_on(Backend::OBJECT_MULTIPART, Operation::Restore);
+    eprintln!("fault sweep (object store): restore makes {t} calls; each failed in turn");
+}
+
+#[test]
+fn a_sweep_on_an_object_store_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
+    let t = sweep_faults_on(Backend::OBJECT_MULTIPART, Operation::Sweep);
+    eprintln!("fault sweep (object store): the sweep makes {t} calls; each failed in turn");
 }
 
 #[test]

@@ -115,6 +115,10 @@ pub fn status(g: &Global, json: bool) -> Result<()> {
         bytes(st.archive_bytes),
         st.archive_files
     )?;
+    if let Some(url) = s.paths.archive_url() {
+        // The usage above is the bucket's under this prefix, shared with every machine there.
+        writeln!(out, "archives in {url} (shared by every archiver using it)")?;
+    }
     // Files of the user's own in the directory: left alone, but said, so nobody wonders.
     writeln!(out, "foreign files ignored: {}", st.foreign_files_ignored)?;
     if let Some(c) = &st.cap_unreachable {

@@ -16,6 +16,7 @@ use crate::setup;
 pub fn plan(g: &Global, json: bool, all: bool) -> Result<()> {
     let s = setup::open_read_only(g)?;
     let served = s.archiver.plan()?;
+    let location = s.paths.archive_url().map(str::to_owned);
     let unreachable = status::cap_unreachable(s.archiver.stores(), Some(served.value.archive_cap))?;
     if json {
         let mut plan = PlanJson::new(served.policy, &served.value);
@@ -25,6 +26,10 @@ pub fn plan(g: &Global, json: bool, all: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "policy {}", output::policy_line(&served.policy))?;
     print_plan(&mut out, &served.value, all)?;
+    if let Some(url) = location {
+        // The usage above is the bucket's under this prefix, shared with every machine there.
+        writeln!(out, "archives in {url} (shared by every archiver using it)")?;
+    }
     if let Some(c) = &unreachable {
         writeln!(out, "{}", status::cap_line(c))?;
     }

@@ -8,6 +8,7 @@
 
 pub mod fs;
 pub mod memory;
+pub mod object;
 
 use crate::store::StoreError;
 

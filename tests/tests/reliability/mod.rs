@@ -72,7 +72,7 @@ impl View for MockHost {
     }
     fn archive_names(&self) -> Vec<String> {
         self.archives
-            .inner
+            .quiet()
             .list()
             .expect("list archives")
             .into_iter()
@@ -80,7 +80,7 @@ impl View for MockHost {
             .collect()
     }
     fn temp_count(&self) -> usize {
-        self.archives.inner.temp_count()
+        self.archives.temp_count()
     }
 }
 
@@ -313,8 +313,37 @@ pub struct Mixed {
 /// The cap is the size of the three only copies that should stay (`archived`,
 /// `archived-newer`, `idle`): the orphan, the backup and `old` must go.
 pub fn mixed_store(policy: &str) -> Mixed {
+    mixed_store_on(policy, Backend::Memory)
+}
+
+/// Where a mixed store keeps its archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-memory archive directory.
+    Memory,
+    /// The object-store backend over a recorded in-memory object store, uploading parts of
+    /// this many bytes: an archive under it is one PUT, a larger one a multipart upload.
+    ObjectStore { part_size: usize },
+}
+
+impl Backend {
+    /// Parts so small that every archive of the mixed store is a multipart upload of several parts.
+    pub const OBJECT_MULTIPART: Backend = Backend::ObjectStore { part_size: 8 };
+    /// Parts so large that every archive of the mixed store is a single PUT.
+    pub const OBJECT_SINGLE_PUT: Backend = Backend::ObjectStore { part_size: 1 << 20 };
+
+    fn host(self) -> MockHost {
+        match self {
+            Backend::Memory => MockHost::new(),
+            Backend::ObjectStore { part_size } => MockHost::with_object_store(part_size),
+        }
+    }
+}
+
+/// [`mixed_store`] with its archives in `backend`.
+pub fn mixed_store_on(policy: &str, backend: Backend) -> Mixed {
     let cap = mixed_cap(policy);
-    let host = MockHost::new();
+    let host = backend.host();
     let archiver = host.archiver(policy, &format!(r#"{{"max_total_bytes":{cap}}}"#));
     let expects = populate(&host, &archiver);
     host.rec.reset_log();
@@ -557,7 +586,19 @@ pub fn break_each_call(
     fault: impl Fn(usize) -> session_archiver_testkit::Fault + std::panic::RefUnwindSafe,
     then: impl Fn(&Mixed, &str) + std::panic::RefUnwindSafe,
 ) -> usize {
-    let clean = mixed_store("inactivity");
+    break_each_call_on(Backend::Memory, op, what, ns, fault, then)
+}
+
+/// [`break_each_call`] on mixed stores whose archives are in `backend`.
+pub fn break_each_call_on(
+    backend: Backend,
+    op: Operation,
+    what: &str,
+    ns: impl Fn(usize) -> std::ops::RangeInclusive<usize>,
+    fault: impl Fn(usize) -> session_archiver_testkit::Fault + std::panic::RefUnwindSafe,
+    then: impl Fn(&Mixed, &str) + std::panic::RefUnwindSafe,
+) -> usize {
+    let clean = mixed_store_on("inactivity", backend);
     op.run(&clean)
         .unwrap_or_else(|e| panic!("{op:?} without faults failed: {e}"));
     check(
@@ -577,7 +618,7 @@ pub fn break_each_call(
         };
         let at_label = label(baseline.get(n.wrapping_sub(1)));
         let outcome = std::panic::catch_unwind(|| {
-            let m = mixed_store("inactivity");
+            let m = mixed_store_on("inactivity", backend);
             m.host.inject(fault(n));
             let result = op.run(&m);
             let context =
