@@ -200,6 +200,7 @@ impl Archiver {
             None,
             Op::ValidateConfig,
             None,
+            None,
             |g, s| g.call_validate_config(s, json),
         )?;
         Ok(normalised)
@@ -227,11 +228,15 @@ impl Archiver {
             &str,
         ) -> wasmtime::Result<Result<T, PolicyError>>,
     ) -> Result<Served<T>, ArchiverError> {
-        let (value, _) =
-            self.runtime
-                .run(&snap.policy, &self.stores, None, op, target, |g, s| {
-                    call(g, s, &snap.config)
-                })?;
+        let (value, _) = self.runtime.run(
+            &snap.policy,
+            &self.stores,
+            None,
+            op,
+            target,
+            Some(&self.locks),
+            |g, s| call(g, s, &snap.config),
+        )?;
         Ok(Served {
             policy: snap.policy.id(),
             value,
@@ -290,6 +295,7 @@ impl Archiver {
                     Some(sink),
                     Op::Export,
                     Some(id),
+                    None,
                     |g, s| g.call_export(s, &config, id),
                 )
             });

@@ -227,6 +227,7 @@ pub fn is_write(op: &str) -> bool {
     matches!(
         op,
         "objects.update-meta"
+            | "objects.update-meta-if"
             | "objects.insert"
             | "files.create"
             | "files.append"

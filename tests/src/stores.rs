@@ -56,6 +56,15 @@ impl ObjectStore for MockObjects {
         })?;
         self.inner.update_meta(id, patch)
     }
+    fn update_meta_if(&self, id: &str, patch: &Meta, version: u64) -> Result<Object, StoreError> {
+        self.rec.enter("objects.update-meta-if", || {
+            format!(
+                "{id} {} @{version}",
+                serde_json::Value::Object(patch.clone())
+            )
+        })?;
+        self.inner.update_meta_if(id, patch, version)
+    }
     fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {
         self.rec.enter("objects.insert", || id.to_string())?;
         self.inner.insert(id, meta)

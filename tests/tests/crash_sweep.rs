@@ -321,6 +321,15 @@ mod process {
             self.1.step();
             self.0.update_meta(id, patch)
         }
+        fn update_meta_if(
+            &self,
+            id: &str,
+            patch: &Meta,
+            version: u64,
+        ) -> Result<Object, StoreError> {
+            self.1.step();
+            self.0.update_meta_if(id, patch, version)
+        }
         fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {
             self.1.step();
             self.0.insert(id, meta)

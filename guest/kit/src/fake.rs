@@ -290,6 +290,43 @@ impl FakeHost {
     }
 }
 
+impl FakeHost {
+    /// Both `update-meta`s; with `expect`, only at that version (as the host checks it).
+    fn merge_meta(
+        &self,
+        id: &str,
+        patch: &str,
+        expect: Option<u64>,
+    ) -> Result<Object, objects::Error> {
+        let Ok(Value::Object(p)) = serde_json::from_str::<Value>(patch) else {
+            return Err(objects::Error::Invalid("patch is not a JSON object".into()));
+        };
+        let mut s = self.state.borrow_mut();
+        let (m, v) = s
+            .objects
+            .get_mut(id)
+            .ok_or_else(|| objects::Error::NotFound(id.into()))?;
+        if let Some(e) = expect.filter(|e| e != v) {
+            return Err(objects::Error::Conflict(format!(
+                "{id} at version {v}, not {e}"
+            )));
+        }
+        for (k, val) in p {
+            if val.is_null() {
+                m.remove(&k);
+            } else {
+                m.insert(k, val);
+            }
+        }
+        *v += 1;
+        Ok(Object {
+            id: id.into(),
+            meta: Value::Object(m.clone()).to_string(),
+            version: *v,
+        })
+    }
+}
+
 macro_rules! fail {
     ($self:ident, $call:literal, $err:expr) => {
         if $self.enter($call) {
@@ -423,32 +460,20 @@ impl Host for FakeHost {
     }
     fn update_meta(&self, id: &str, patch: &str) -> Result<Object, objects::Error> {
         fail!(self, "objects.update-meta", objects::Error::Io);
-        let Ok(Value::Object(p)) = serde_json::from_str::<Value>(patch) else {
-            return Err(objects::Error::Invalid("patch is not a JSON object".into()));
-        };
-        {
-            let mut s = self.state.borrow_mut();
-            let (m, v) = s
-                .objects
-                .get_mut(id)
-                .ok_or_else(|| objects::Error::NotFound(id.into()))?;
-            for (k, val) in p {
-                if val.is_null() {
-                    m.remove(&k);
-                } else {
-                    m.insert(k, val);
-                }
-            }
-            *v += 1;
-        }
+        let o = self.merge_meta(id, patch, None)?;
         self.leave("objects.update-meta");
-        let s = self.state.borrow();
-        let (m, v) = &s.objects[id];
-        Ok(Object {
-            id: id.into(),
-            meta: Value::Object(m.clone()).to_string(),
-            version: *v,
-        })
+        Ok(o)
+    }
+    fn update_meta_if(
+        &self,
+        id: &str,
+        patch: &str,
+        version: u64,
+    ) -> Result<Object, objects::Error> {
+        fail!(self, "objects.update-meta-if", objects::Error::Io);
+        let o = self.merge_meta(id, patch, Some(version))?;
+        self.leave("objects.update-meta-if");
+        Ok(o)
     }
     fn stat_file(&self, zone: &str, name: &str) -> Result<Option<FileStat>, files::Error> {
         fail!(self, "files.stat", files::Error::Io);

@@ -38,6 +38,8 @@ pub trait Host {
     fn list_objects(&self, after: Option<&str>, limit: u32) -> Result<Page, objects::Error>;
     fn get_object(&self, id: &str) -> Result<Object, objects::Error>;
     fn update_meta(&self, id: &str, patch: &str) -> Result<Object, objects::Error>;
+    fn update_meta_if(&self, id: &str, patch: &str, version: u64)
+        -> Result<Object, objects::Error>;
 
     fn stat_file(&self, zone: &str, name: &str) -> Result<Option<FileStat>, files::Error>;
     fn read_file(
@@ -131,6 +133,14 @@ impl Host for WitHost {
     fn update_meta(&self, id: &str, patch: &str) -> Result<Object, objects::Error> {
         objects::update_meta(id, patch)
     }
+    fn update_meta_if(
+        &self,
+        id: &str,
+        patch: &str,
+        version: u64,
+    ) -> Result<Object, objects::Error> {
+        objects::update_meta_if(id, patch, version)
+    }
     fn stat_file(&self, zone: &str, name: &str) -> Result<Option<FileStat>, files::Error> {
         files::stat(zone, name)
     }
@@ -213,6 +223,7 @@ pub fn obj_err(e: objects::Error) -> api::Error {
         objects::Error::NotFound(m) => api::Error::NotFound(m),
         objects::Error::Invalid(m) => api::Error::Invalid(m),
         objects::Error::Io(m) => api::Error::Io(format!("object store: {m}")),
+        objects::Error::Conflict(m) => api::Error::Conflict(m),
     }
 }
 
