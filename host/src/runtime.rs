@@ -418,9 +418,7 @@ impl Runtime {
         policy: &LoadedPolicy,
         stores: &Stores,
         sink: Option<Box<dyn std::io::Write + Send>>,
-        op: Op,
-        target: Option<&str>,
-        locks: Option<&SessionLocks>,
+        RunOp { op, target, locks }: RunOp<'_>,
         f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
     ) -> Result<(R, u64), ArchiverError> {
         let name = policy.display_name();
@@ -452,6 +450,25 @@ impl Runtime {
                 error,
             }),
             Err(e) => Err(classify_trap(e, &store, &name, op, target)),
+        }
+    }
+}
+
+/// Which operation [`Runtime::run`] runs, on what, and (for a prune) under which session locks.
+#[derive(Clone, Copy)]
+pub(crate) struct RunOp<'a> {
+    pub op: Op,
+    pub target: Option<&'a str>,
+    pub locks: Option<&'a SessionLocks>,
+}
+
+impl<'a> RunOp<'a> {
+    /// `op` on `target`, without session locks.
+    pub fn new(op: Op, target: Option<&'a str>) -> Self {
+        RunOp {
+            op,
+            target,
+            locks: None,
         }
     }
 }
