@@ -716,6 +716,12 @@ impl FileStore for NullStore {
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
         unavailable()
     }
+    fn meta(&self, _: &str, _: &str) -> Result<Meta, StoreError> {
+        unavailable()
+    }
+    fn set_meta(&self, _: &str, _: &str, _: &Meta) -> Result<(), StoreError> {
+        unavailable()
+    }
 }
 
 impl ArchiveDir for NullStore {

@@ -234,6 +234,7 @@ pub fn is_write(op: &str) -> bool {
             | "files.delete"
             | "files.delete-if-unchanged"
             | "files.rename-if-unchanged"
+            | "files.set-meta"
             | "archive-dir.create"
             | "archive-dir.write"
             | "archive-dir.commit"

@@ -132,6 +132,17 @@ impl FileStore for MockFiles {
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
         self.inner.list_files()
     }
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+        self.rec
+            .enter("files.get-meta", || format!("{zone}/{name}"))?;
+        self.inner.meta(zone, name)
+    }
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+        self.rec.enter("files.set-meta", || {
+            format!("{zone}/{name} {}", serde_json::Value::Object(meta.clone()))
+        })?;
+        self.inner.set_meta(zone, name, meta)
+    }
 }
 
 /// Archive directory that records and may fail each call, writers and readers included.

@@ -385,6 +385,14 @@ mod process {
         fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
             self.0.list_files()
         }
+        fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+            self.1.step();
+            self.0.meta(zone, name)
+        }
+        fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.set_meta(zone, name, meta)
+        }
     }
 
     impl ArchiveDir for Dir {

@@ -44,6 +44,8 @@ pub struct FakeFile {
     pub modified_ms: i64,
     /// Circular capacity.
     pub circular: Option<u64>,
+    /// The file's own meta, JSON object text.
+    pub meta: String,
 }
 
 impl FakeFile {
@@ -171,6 +173,7 @@ impl FakeHost {
                 created_ms: t,
                 modified_ms: t,
                 circular: None,
+                meta: "{}".into(),
             },
         );
     }
@@ -598,6 +601,32 @@ impl Host for FakeHost {
             s.files.insert(dst, f);
         }
         self.leave("files.rename-if-unchanged");
+        Ok(())
+    }
+    fn get_file_meta(&self, zone: &str, name: &str) -> Result<String, files::Error> {
+        fail!(self, "files.get-meta", files::Error::Io);
+        let meta = self
+            .state
+            .borrow()
+            .files
+            .get(&(zone.to_string(), name.to_string()))
+            .map(|f| f.meta.clone())
+            .ok_or_else(|| files::Error::NotFound(name.into()))?;
+        self.leave("files.get-meta");
+        Ok(meta)
+    }
+    fn set_file_meta(&self, zone: &str, name: &str, meta: &str) -> Result<(), files::Error> {
+        fail!(self, "files.set-meta", files::Error::Io);
+        if !matches!(serde_json::from_str::<Value>(meta), Ok(Value::Object(_))) {
+            return Err(files::Error::Invalid("meta is not a JSON object".into()));
+        }
+        self.state
+            .borrow_mut()
+            .files
+            .get_mut(&(zone.to_string(), name.to_string()))
+            .ok_or_else(|| files::Error::NotFound(name.into()))?
+            .meta = meta.to_string();
+        self.leave("files.set-meta");
         Ok(())
     }
     fn list_archives(&self) -> Result<Vec<Entry>, archive_dir::Error> {

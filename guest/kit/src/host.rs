@@ -71,6 +71,8 @@ pub trait Host {
         target: &str,
         expected: Option<&FileStat>,
     ) -> Result<(), files::Error>;
+    fn get_file_meta(&self, zone: &str, name: &str) -> Result<String, files::Error>;
+    fn set_file_meta(&self, zone: &str, name: &str, meta: &str) -> Result<(), files::Error>;
 
     fn list_archives(&self) -> Result<Vec<Entry>, archive_dir::Error>;
     fn stat_archive(&self, name: &str) -> Result<Option<Entry>, archive_dir::Error>;
@@ -183,6 +185,12 @@ impl Host for WitHost {
         expected: Option<&FileStat>,
     ) -> Result<(), files::Error> {
         files::rename_if_unchanged(zone, source, target, expected.copied())
+    }
+    fn get_file_meta(&self, zone: &str, name: &str) -> Result<String, files::Error> {
+        files::get_meta(zone, name)
+    }
+    fn set_file_meta(&self, zone: &str, name: &str, meta: &str) -> Result<(), files::Error> {
+        files::set_meta(zone, name, meta)
     }
     fn list_archives(&self) -> Result<Vec<Entry>, archive_dir::Error> {
         archive_dir::list()

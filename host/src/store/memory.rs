@@ -138,6 +138,8 @@ struct MemFile {
     /// Logical bytes `[stat.size - held.len(), stat.size)`.
     held: Vec<u8>,
     stat: FileStat,
+    /// The file's own meta.
+    meta: Meta,
 }
 
 type FileKey = (String, String);
@@ -238,6 +240,7 @@ impl FileStore for MemoryFiles {
             MemFile {
                 held: Vec::new(),
                 stat,
+                meta: Meta::new(),
             },
         );
         Ok(stat)
@@ -334,5 +337,21 @@ impl FileStore for MemoryFiles {
             .collect();
         all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         Ok(all)
+    }
+
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+        lock(&self.files)
+            .get(&key(zone, name))
+            .map(|f| f.meta.clone())
+            .ok_or_else(|| not_found(zone, name))
+    }
+
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+        let mut files = lock(&self.files);
+        let f = files
+            .get_mut(&key(zone, name))
+            .ok_or_else(|| not_found(zone, name))?;
+        f.meta = meta.clone();
+        Ok(())
     }
 }

@@ -212,6 +212,10 @@ pub trait FileStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Every (zone, name, stat) in the store, for `status` and the demo. Not exposed to policies.
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError>;
+    /// The file's own meta (Wave's `WaveFile.Meta`, `{}` when empty); `NotFound` if no file.
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError>;
+    /// Replaces the file's own meta; `NotFound` if no file. A rename carries the meta along.
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError>;
 }
 
 /// One day in ms: the seed's unit of inactivity, used by demo data, benchmarks and tests (the
