@@ -4,13 +4,12 @@
 
 mod cli_support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
+use cli_support::running::Running;
 use cli_support::{archiver, code, demo, json, ok, run, stderr};
 use serde_json::Value;
 
@@ -217,68 +216,6 @@ fn sweep_strict_exits_5_when_the_prune_cannot_remove_an_archive() {
     c.args(["--config", config, "sweep", "--strict"]);
     let text = run(c);
     assert_eq!(code(&text), 5, "text output too: {}", stderr(&text));
-}
-
-/// A running `archiver run` whose stderr lines arrive on a channel.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(mut c: Command) -> Self {
-        c.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn archiver run");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = line.contains(needle);
-                    self.seen.push(line);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let _ = self.child.kill();
-        panic!("no line with {needle:?}; got:\n{}", self.seen.join("\n"));
-    }
-
-    fn finish(mut self) -> (i32, Vec<String>) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("run did not stop; got:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.seen.extend(self.lines.iter());
-        (status.code().expect("exited, not killed"), self.seen)
-    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::error::{describe_policy_error, ArchiverError, Op, PolicyError};
 use crate::host::{HostState, Stores};
 use crate::locks::SessionLocks;
 use crate::policy::{LoadedPolicy, PolicyId, PolicySlot};
-use crate::runtime::Runtime;
+use crate::runtime::{RunOp, Runtime};
 use crate::sweep::{self, Recovery};
 
 pub use crate::bindings::guest::{
@@ -198,8 +198,7 @@ impl Archiver {
             policy,
             &self.stores,
             None,
-            Op::ValidateConfig,
-            None,
+            RunOp::new(Op::ValidateConfig, None),
             |g, s| g.call_validate_config(s, json),
         )?;
         Ok(normalised)
@@ -227,11 +226,16 @@ impl Archiver {
             &str,
         ) -> wasmtime::Result<Result<T, PolicyError>>,
     ) -> Result<Served<T>, ArchiverError> {
-        let (value, _) =
-            self.runtime
-                .run(&snap.policy, &self.stores, None, op, target, |g, s| {
-                    call(g, s, &snap.config)
-                })?;
+        let (value, _) = self.runtime.run(
+            &snap.policy,
+            &self.stores,
+            None,
+            RunOp {
+                locks: Some(&self.locks),
+                ..RunOp::new(op, target)
+            },
+            |g, s| call(g, s, &snap.config),
+        )?;
         Ok(Served {
             policy: snap.policy.id(),
             value,
@@ -288,8 +292,7 @@ impl Archiver {
                     &policy,
                     &self.stores,
                     Some(sink),
-                    Op::Export,
-                    Some(id),
+                    RunOp::new(Op::Export, Some(id)),
                     |g, s| g.call_export(s, &config, id),
                 )
             });

@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -132,6 +133,53 @@ impl SessionLocks {
     }
 }
 
+/// How long a prune waits for a session another operation holds before leaving that archive
+/// for the next prune: long enough for an archive or restore of one session to finish, short
+/// enough that a stuck process cannot stall the sweep.
+pub const HOLD_WAIT: Duration = Duration::from_secs(5);
+
+/// The one session lock a prune holds at a time: taken when the prune first acts on a session
+/// (stat, tombstone, removal of its archive) and released when it moves on to the next, so a
+/// prune over thousands of archives never holds thousands of lock files open, and no archive,
+/// restore or recovery of that session (in this process or another) runs in between.
+#[derive(Debug)]
+pub struct SessionHold {
+    locks: SessionLocks,
+    wait: Duration,
+    held: Option<(String, SessionLock)>,
+}
+
+impl SessionHold {
+    /// A hold that waits up to `wait` for each session.
+    pub fn new(locks: SessionLocks, wait: Duration) -> Self {
+        SessionHold {
+            locks,
+            wait,
+            held: None,
+        }
+    }
+
+    /// Holds session `id`'s lock, releasing the one held before. `Ok(false)` when another
+    /// operation kept it for longer than the wait (nothing is held then).
+    pub fn hold(&mut self, id: &str) -> Result<bool, ArchiverError> {
+        if self.held.as_ref().is_some_and(|(h, _)| h == id) {
+            return Ok(true);
+        }
+        self.held = None;
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if let Some(lock) = self.locks.try_lock(id)? {
+                self.held = Some((id.to_string(), lock));
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// `<id>.lock` for ids that are safe file names, else `#<sha256 of id>.lock` (`#` never occurs in
 /// a safe name, so the two forms cannot collide). Lock files are never deleted: deleting one
 /// while another process waits on it would let two holders in.
@@ -177,6 +225,27 @@ mod tests {
     #[test]
     fn in_process_locks_exclude_a_second_holder_until_dropped() {
         exclusion(SessionLocks::in_process());
+    }
+
+    #[test]
+    fn a_hold_keeps_one_session_at_a_time_and_gives_up_on_a_busy_one() {
+        let locks = SessionLocks::in_process();
+        let mut hold = SessionHold::new(locks.clone(), Duration::from_millis(30));
+        assert!(hold.hold("a").unwrap());
+        assert!(locks.try_lock("a").unwrap().is_none(), "a is held");
+        assert!(hold.hold("b").unwrap());
+        assert!(
+            locks.try_lock("a").unwrap().is_some(),
+            "a released on moving to b"
+        );
+        let busy = locks.lock("c").unwrap();
+        assert!(!hold.hold("c").unwrap(), "c is busy past the wait");
+        assert!(
+            locks.try_lock("b").unwrap().is_some(),
+            "nothing held after giving up"
+        );
+        drop(busy);
+        assert!(hold.hold("c").unwrap());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The wasmtime runtime: one `Engine` and one `Linker` built once, sandbox limits, the compiled
 //! component cache, and loading (with clear errors for files that are not our policies).
 
+use crate::locks::{SessionHold, SessionLocks, HOLD_WAIT};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -410,14 +411,14 @@ impl Runtime {
 
     /// Runs one policy operation on a fresh instance of `policy` and maps every failure to an
     /// [`ArchiverError`] naming the policy, the operation and the target. Returns the result
-    /// and the bytes written to the export sink.
+    /// and the bytes written to the export sink. A prune given `locks` takes each session's lock
+    /// before it acts on that session (the other operations hold theirs already).
     pub(crate) fn run<R>(
         &self,
         policy: &LoadedPolicy,
         stores: &Stores,
         sink: Option<Box<dyn std::io::Write + Send>>,
-        op: Op,
-        target: Option<&str>,
+        RunOp { op, target, locks }: RunOp<'_>,
         f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
     ) -> Result<(R, u64), ArchiverError> {
         let name = policy.display_name();
@@ -430,6 +431,9 @@ impl Runtime {
             state = state.with_sink(sink);
         }
         state = state.for_op(op_scope(stores, op, target)?, self.limits.quotas());
+        if let (Op::Prune, Some(locks)) = (op, locks) {
+            state = state.with_session_hold(SessionHold::new(locks.clone(), HOLD_WAIT));
+        }
         let mut store = self.new_store(state);
         let result = policy
             .pre
@@ -446,6 +450,25 @@ impl Runtime {
                 error,
             }),
             Err(e) => Err(classify_trap(e, &store, &name, op, target)),
+        }
+    }
+}
+
+/// Which operation [`Runtime::run`] runs, on what, and (for a prune) under which session locks.
+#[derive(Clone, Copy)]
+pub(crate) struct RunOp<'a> {
+    pub op: Op,
+    pub target: Option<&'a str>,
+    pub locks: Option<&'a SessionLocks>,
+}
+
+impl<'a> RunOp<'a> {
+    /// `op` on `target`, without session locks.
+    pub fn new(op: Op, target: Option<&'a str>) -> Self {
+        RunOp {
+            op,
+            target,
+            locks: None,
         }
     }
 }
@@ -654,6 +677,9 @@ impl ObjectStore for NullStore {
     fn update_meta(&self, _: &str, _: &Meta) -> Result<Object, StoreError> {
         unavailable()
     }
+    fn update_meta_if(&self, _: &str, _: &Meta, _: u64) -> Result<Object, StoreError> {
+        unavailable()
+    }
     fn insert(&self, _: &str, _: &Meta) -> Result<Object, StoreError> {
         unavailable()
     }
@@ -688,6 +714,12 @@ impl FileStore for NullStore {
         unavailable()
     }
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
+        unavailable()
+    }
+    fn meta(&self, _: &str, _: &str) -> Result<Meta, StoreError> {
+        unavailable()
+    }
+    fn set_meta(&self, _: &str, _: &str, _: &Meta) -> Result<(), StoreError> {
         unavailable()
     }
 }

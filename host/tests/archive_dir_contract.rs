@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use session_archiver::archive_dir::fs::FsArchiveDir;
 use session_archiver::archive_dir::memory::MemoryArchiveDir;
-use session_archiver::archive_dir::{ArchiveDir, MAX_NAME_LEN};
+use session_archiver::archive_dir::{ArchiveDir, Entry, MAX_NAME_LEN};
 use session_archiver::store::{StoreError, MAX_CHUNK};
 use store_support::{now_ms, pattern};
 use tempfile::TempDir;
@@ -263,6 +263,29 @@ fn remove_if_unchanged_removes_only_the_file_that_was_listed(fx: &ArchiveFx) {
     ));
 }
 
+fn remove_if_unchanged_tells_a_replacement_of_the_same_size_and_millisecond_apart(fx: &ArchiveFx) {
+    let write = || {
+        let mut w = fx.dir.create("s1.jsonl.gz").unwrap();
+        w.write(b"the same bytes").unwrap();
+        w.commit().unwrap()
+    };
+    let listed = write();
+    let newer = write();
+    assert!(listed.identity.is_some(), "the backend reports identities");
+    assert_ne!(listed.identity, newer.identity, "two commits, two files");
+    // The listed file as it would look had the newer one landed in the same millisecond.
+    let stale = Entry {
+        modified_ms: newer.modified_ms,
+        ..listed
+    };
+    assert!(matches!(
+        fx.dir.remove_if_unchanged("s1.jsonl.gz", &stale),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(fx.dir.stat("s1.jsonl.gz").unwrap(), Some(newer));
+    assert_eq!((fx.temps)(), 0, "nothing left aside");
+}
+
 archive_contract!(
     fs_archive_contract,
     fs_archives,
@@ -275,6 +298,7 @@ archive_contract!(
         path_is_the_directory_joined_with_the_name,
         a_writer_refuses_use_after_commit_and_oversized_chunks,
         remove_if_unchanged_removes_only_the_file_that_was_listed,
+        remove_if_unchanged_tells_a_replacement_of_the_same_size_and_millisecond_apart,
     ]
 );
 archive_contract!(
@@ -289,6 +313,7 @@ archive_contract!(
         path_is_the_directory_joined_with_the_name,
         a_writer_refuses_use_after_commit_and_oversized_chunks,
         remove_if_unchanged_removes_only_the_file_that_was_listed,
+        remove_if_unchanged_tells_a_replacement_of_the_same_size_and_millisecond_apart,
     ]
 );
 

@@ -5,10 +5,11 @@
 #[macro_use]
 mod store_support;
 
+use serde_json::json;
 use session_archiver::store::memory::MemoryFiles;
 use session_archiver::store::sqlite_files::SqliteFiles;
 use session_archiver::store::{FileOpts, FileStat, FileStore, StoreError, MAX_CHUNK};
-use store_support::{frozen, pattern, PART, T0};
+use store_support::{frozen, meta, pattern, PART, T0};
 use tempfile::TempDir;
 
 fn sqlite_files() -> (TempDir, Box<dyn FileStore>) {
@@ -329,6 +330,36 @@ fn list_files_reports_every_file_in_zone_and_name_order(s: &dyn FileStore) {
     assert_eq!(all[1].2, ring);
 }
 
+fn file_meta_is_kept_replaced_and_carried_by_a_rename(s: &dyn FileStore) {
+    s.create("z", "scratch", FileOpts::default()).unwrap();
+    assert_eq!(
+        s.meta("z", "scratch").unwrap(),
+        meta(json!({})),
+        "a new file has none"
+    );
+    let m = meta(json!({"term:rows": 40, "nested": {"a": [1, 2]}}));
+    s.set_meta("z", "scratch", &m).unwrap();
+    assert_eq!(s.meta("z", "scratch").unwrap(), m);
+    s.rename_if_unchanged("z", "scratch", "output", None)
+        .unwrap();
+    assert_eq!(s.meta("z", "output").unwrap(), m, "the rename carries it");
+    s.set_meta("z", "output", &meta(json!({"b": true})))
+        .unwrap();
+    assert_eq!(
+        s.meta("z", "output").unwrap(),
+        meta(json!({"b": true})),
+        "replaced"
+    );
+    assert!(matches!(
+        s.meta("z", "scratch"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_meta("z", "missing", &m),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 contract!(
     sqlite_files_contract,
     sqlite_files,
@@ -341,6 +372,7 @@ contract!(
         delete_removes_a_file_and_a_missing_one_is_not_found,
         create_of_an_existing_file_is_already_exists,
         list_files_reports_every_file_in_zone_and_name_order,
+        file_meta_is_kept_replaced_and_carried_by_a_rename,
     ]
 );
 contract!(
@@ -355,5 +387,6 @@ contract!(
         delete_removes_a_file_and_a_missing_one_is_not_found,
         create_of_an_existing_file_is_already_exists,
         list_files_reports_every_file_in_zone_and_name_order,
+        file_meta_is_kept_replaced_and_carried_by_a_rename,
     ]
 );

@@ -156,6 +156,59 @@ fn concurrent_meta_updates_lose_nothing(s: &dyn ObjectStore) {
     assert_eq!(o.version, 101);
 }
 
+fn update_meta_if_writes_only_at_the_version_read(s: &dyn ObjectStore) {
+    let read = s.insert("s1", &meta(json!({"a": 1}))).unwrap();
+    // Someone else writes in between.
+    let theirs = s.update_meta("s1", &meta(json!({"b": 2}))).unwrap();
+    assert!(matches!(
+        s.update_meta_if("s1", &meta(json!({"a": null, "c": 3})), read.version),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get("s1").unwrap(),
+        theirs,
+        "nothing changed on a conflict"
+    );
+    let o = s
+        .update_meta_if("s1", &meta(json!({"a": null, "c": 3})), theirs.version)
+        .unwrap();
+    assert_eq!(o.meta, meta(json!({"b": 2, "c": 3})));
+    assert_eq!(o.version, theirs.version + 1);
+    assert_eq!(s.get("s1").unwrap(), o);
+    assert!(matches!(
+        s.update_meta_if("missing", &Meta::new(), 1),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn concurrent_conditional_updates_let_exactly_one_writer_win_each_version(s: &dyn ObjectStore) {
+    s.insert("hot", &Meta::new()).unwrap();
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let wins = &wins;
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let seen = s.get("hot").unwrap().version;
+                    match s.update_meta_if("hot", &meta(json!({ format!("k{t}-{i}"): i })), seen) {
+                        Ok(o) => {
+                            assert_eq!(o.version, seen + 1);
+                            wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Err(StoreError::Conflict(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    let o = s.get("hot").unwrap();
+    let wins = wins.into_inner();
+    assert!(wins >= 1);
+    assert_eq!(o.meta.len(), wins, "every win stored, no loser's key");
+    assert_eq!(o.version, 1 + wins as u64);
+}
+
 contract!(
     sqlite_objects_contract,
     sqlite_objects,
@@ -167,6 +220,8 @@ contract!(
         insert_of_a_taken_id_is_already_exists,
         update_meta_merges_removes_nulls_and_bumps_the_version,
         concurrent_meta_updates_lose_nothing,
+        update_meta_if_writes_only_at_the_version_read,
+        concurrent_conditional_updates_let_exactly_one_writer_win_each_version,
     ]
 );
 contract!(
@@ -180,5 +235,7 @@ contract!(
         insert_of_a_taken_id_is_already_exists,
         update_meta_merges_removes_nulls_and_bumps_the_version,
         concurrent_meta_updates_lose_nothing,
+        update_meta_if_writes_only_at_the_version_read,
+        concurrent_conditional_updates_let_exactly_one_writer_win_each_version,
     ]
 );

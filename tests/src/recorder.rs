@@ -227,12 +227,14 @@ pub fn is_write(op: &str) -> bool {
     matches!(
         op,
         "objects.update-meta"
+            | "objects.update-meta-if"
             | "objects.insert"
             | "files.create"
             | "files.append"
             | "files.delete"
             | "files.delete-if-unchanged"
             | "files.rename-if-unchanged"
+            | "files.set-meta"
             | "archive-dir.create"
             | "archive-dir.write"
             | "archive-dir.commit"

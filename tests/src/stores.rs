@@ -58,6 +58,15 @@ impl ObjectStore for MockObjects {
         })?;
         self.inner.update_meta(id, patch)
     }
+    fn update_meta_if(&self, id: &str, patch: &Meta, version: u64) -> Result<Object, StoreError> {
+        self.rec.enter("objects.update-meta-if", || {
+            format!(
+                "{id} {} @{version}",
+                serde_json::Value::Object(patch.clone())
+            )
+        })?;
+        self.inner.update_meta_if(id, patch, version)
+    }
     fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {
         self.rec.enter("objects.insert", || id.to_string())?;
         self.inner.insert(id, meta)
@@ -124,6 +133,17 @@ impl FileStore for MockFiles {
     }
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
         self.inner.list_files()
+    }
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+        self.rec
+            .enter("files.get-meta", || format!("{zone}/{name}"))?;
+        self.inner.meta(zone, name)
+    }
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+        self.rec.enter("files.set-meta", || {
+            format!("{zone}/{name} {}", serde_json::Value::Object(meta.clone()))
+        })?;
+        self.inner.set_meta(zone, name, meta)
     }
 }
 

@@ -13,8 +13,9 @@ use session_archiver_testkit::MockHost;
 const MIN_MS: i64 = 60_000;
 
 /// Calls that change something; a plan must make none of them.
-const WRITES: [&str; 12] = [
+const WRITES: [&str; 13] = [
     "objects.update-meta",
+    "objects.update-meta-if",
     "objects.insert",
     "files.create",
     "files.append",

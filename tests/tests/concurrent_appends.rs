@@ -18,9 +18,10 @@ use session_archiver_testkit::{append_to, load_policy, shared_runtime, MockHost}
 
 /// Imports a hook can fire before: every call archive, restore, export and sweep make on the
 /// session's data.
-const HOOK_OPS: [&str; 14] = [
+const HOOK_OPS: [&str; 15] = [
     "objects.get",
     "objects.update-meta",
+    "objects.update-meta-if",
     "objects.list",
     "files.stat",
     "files.read",

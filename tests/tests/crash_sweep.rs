@@ -321,6 +321,15 @@ mod process {
             self.1.step();
             self.0.update_meta(id, patch)
         }
+        fn update_meta_if(
+            &self,
+            id: &str,
+            patch: &Meta,
+            version: u64,
+        ) -> Result<Object, StoreError> {
+            self.1.step();
+            self.0.update_meta_if(id, patch, version)
+        }
         fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {
             self.1.step();
             self.0.insert(id, meta)
@@ -375,6 +384,14 @@ mod process {
         }
         fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError> {
             self.0.list_files()
+        }
+        fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+            self.1.step();
+            self.0.meta(zone, name)
+        }
+        fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+            self.1.step();
+            self.0.set_meta(zone, name, meta)
         }
     }
 

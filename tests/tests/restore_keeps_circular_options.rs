@@ -1,5 +1,5 @@
 //! A circular output archived and restored comes back circular with its capacity, not as an
-//! unbounded file.
+//! unbounded file, and any output comes back with its own file meta.
 
 use session_archiver::store::FileStore;
 use session_archiver_testkit::MockHost;
@@ -50,4 +50,23 @@ fn an_ordinary_file_is_restored_ordinary() {
     archiver.restore("o").expect("restore");
     let after = host.files.inner.stat("o", "output").unwrap().unwrap();
     assert_eq!(after.circular_max_size, None);
+}
+
+#[test]
+fn restore_keeps_the_outputs_own_file_meta() {
+    let host = MockHost::new();
+    host.session("m").idle_days(10).lines(30).create();
+    let file_meta = serde_json::json!({"term:rows": 40, "controller": "shell"});
+    host.files
+        .inner
+        .set_meta("m", "output", file_meta.as_object().unwrap())
+        .unwrap();
+    let archiver = host.archiver("inactivity", "{}");
+    archiver.archive("m").expect("archive");
+    assert!(host.output("m").is_none(), "archived");
+    assert_eq!(host.meta_value("m", "session:archive_file_meta"), file_meta);
+    archiver.restore("m").expect("restore");
+    let after = host.files.inner.meta("m", "output").unwrap();
+    assert_eq!(serde_json::Value::Object(after), file_meta);
+    assert!(host.meta_value("m", "session:archive_file_meta").is_null());
 }

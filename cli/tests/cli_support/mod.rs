@@ -1,6 +1,8 @@
 //! Helpers for the `cli_*` tests: run the built `archiver` binary on temp data directories.
 #![allow(dead_code)]
 
+pub mod running;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use session_archiver::store::{
-    check_held, Clock, FileOpts, FileStat, FileStore, StoreError, MAX_CHUNK,
+    check_held, Clock, FileOpts, FileStat, FileStore, Meta, StoreError, MAX_CHUNK,
 };
 
 /// Bytes per `db_file_data` row (Wave's `DefaultPartDataSize`).
@@ -617,5 +617,40 @@ impl FileStore for AppFiles {
             out.push((zone, name, stat));
         }
         Ok(out)
+    }
+
+    /// Not cached here (Wave keeps it in its cache entry too): read under the app's lock.
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+        let mut cache = lock(&self.cache);
+        if self.entry(&mut cache, zone, name)?.is_none() {
+            return Err(StoreError::NotFound(where_(zone, name)));
+        }
+        let conn = lock(&self.conn);
+        let text: String = conn.query_row(
+            "SELECT CAST(meta AS TEXT) FROM db_wave_file WHERE zoneid = ?1 AND name = ?2",
+            params![zone, name],
+            |r| r.get(0),
+        )?;
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            Ok(_) => Ok(Meta::new()),
+            Err(e) => Err(StoreError::Io(format!(
+                "{}: bad meta: {e}",
+                where_(zone, name)
+            ))),
+        }
+    }
+
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+        let mut cache = lock(&self.cache);
+        if self.entry(&mut cache, zone, name)?.is_none() {
+            return Err(StoreError::NotFound(where_(zone, name)));
+        }
+        let text = serde_json::Value::Object(meta.clone()).to_string();
+        lock(&self.conn).execute(
+            "UPDATE db_wave_file SET meta = ?3 WHERE zoneid = ?1 AND name = ?2",
+            params![zone, name, text],
+        )?;
+        Ok(())
     }
 }

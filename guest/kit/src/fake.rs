@@ -44,6 +44,8 @@ pub struct FakeFile {
     pub modified_ms: i64,
     /// Circular capacity.
     pub circular: Option<u64>,
+    /// The file's own meta, JSON object text.
+    pub meta: String,
 }
 
 impl FakeFile {
@@ -171,6 +173,7 @@ impl FakeHost {
                 created_ms: t,
                 modified_ms: t,
                 circular: None,
+                meta: "{}".into(),
             },
         );
     }
@@ -287,6 +290,43 @@ impl FakeHost {
         }
         f.modified_ms = t;
         Some(f.stat())
+    }
+}
+
+impl FakeHost {
+    /// Both `update-meta`s; with `expect`, only at that version (as the host checks it).
+    fn merge_meta(
+        &self,
+        id: &str,
+        patch: &str,
+        expect: Option<u64>,
+    ) -> Result<Object, objects::Error> {
+        let Ok(Value::Object(p)) = serde_json::from_str::<Value>(patch) else {
+            return Err(objects::Error::Invalid("patch is not a JSON object".into()));
+        };
+        let mut s = self.state.borrow_mut();
+        let (m, v) = s
+            .objects
+            .get_mut(id)
+            .ok_or_else(|| objects::Error::NotFound(id.into()))?;
+        if let Some(e) = expect.filter(|e| e != v) {
+            return Err(objects::Error::Conflict(format!(
+                "{id} at version {v}, not {e}"
+            )));
+        }
+        for (k, val) in p {
+            if val.is_null() {
+                m.remove(&k);
+            } else {
+                m.insert(k, val);
+            }
+        }
+        *v += 1;
+        Ok(Object {
+            id: id.into(),
+            meta: Value::Object(m.clone()).to_string(),
+            version: *v,
+        })
     }
 }
 
@@ -423,32 +463,20 @@ impl Host for FakeHost {
     }
     fn update_meta(&self, id: &str, patch: &str) -> Result<Object, objects::Error> {
         fail!(self, "objects.update-meta", objects::Error::Io);
-        let Ok(Value::Object(p)) = serde_json::from_str::<Value>(patch) else {
-            return Err(objects::Error::Invalid("patch is not a JSON object".into()));
-        };
-        {
-            let mut s = self.state.borrow_mut();
-            let (m, v) = s
-                .objects
-                .get_mut(id)
-                .ok_or_else(|| objects::Error::NotFound(id.into()))?;
-            for (k, val) in p {
-                if val.is_null() {
-                    m.remove(&k);
-                } else {
-                    m.insert(k, val);
-                }
-            }
-            *v += 1;
-        }
+        let o = self.merge_meta(id, patch, None)?;
         self.leave("objects.update-meta");
-        let s = self.state.borrow();
-        let (m, v) = &s.objects[id];
-        Ok(Object {
-            id: id.into(),
-            meta: Value::Object(m.clone()).to_string(),
-            version: *v,
-        })
+        Ok(o)
+    }
+    fn update_meta_if(
+        &self,
+        id: &str,
+        patch: &str,
+        version: u64,
+    ) -> Result<Object, objects::Error> {
+        fail!(self, "objects.update-meta-if", objects::Error::Io);
+        let o = self.merge_meta(id, patch, Some(version))?;
+        self.leave("objects.update-meta-if");
+        Ok(o)
     }
     fn stat_file(&self, zone: &str, name: &str) -> Result<Option<FileStat>, files::Error> {
         fail!(self, "files.stat", files::Error::Io);
@@ -573,6 +601,32 @@ impl Host for FakeHost {
             s.files.insert(dst, f);
         }
         self.leave("files.rename-if-unchanged");
+        Ok(())
+    }
+    fn get_file_meta(&self, zone: &str, name: &str) -> Result<String, files::Error> {
+        fail!(self, "files.get-meta", files::Error::Io);
+        let meta = self
+            .state
+            .borrow()
+            .files
+            .get(&(zone.to_string(), name.to_string()))
+            .map(|f| f.meta.clone())
+            .ok_or_else(|| files::Error::NotFound(name.into()))?;
+        self.leave("files.get-meta");
+        Ok(meta)
+    }
+    fn set_file_meta(&self, zone: &str, name: &str, meta: &str) -> Result<(), files::Error> {
+        fail!(self, "files.set-meta", files::Error::Io);
+        if !matches!(serde_json::from_str::<Value>(meta), Ok(Value::Object(_))) {
+            return Err(files::Error::Invalid("meta is not a JSON object".into()));
+        }
+        self.state
+            .borrow_mut()
+            .files
+            .get_mut(&(zone.to_string(), name.to_string()))
+            .ok_or_else(|| files::Error::NotFound(name.into()))?
+            .meta = meta.to_string();
+        self.leave("files.set-meta");
         Ok(())
     }
     fn list_archives(&self) -> Result<Vec<Entry>, archive_dir::Error> {

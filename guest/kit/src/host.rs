@@ -38,6 +38,8 @@ pub trait Host {
     fn list_objects(&self, after: Option<&str>, limit: u32) -> Result<Page, objects::Error>;
     fn get_object(&self, id: &str) -> Result<Object, objects::Error>;
     fn update_meta(&self, id: &str, patch: &str) -> Result<Object, objects::Error>;
+    fn update_meta_if(&self, id: &str, patch: &str, version: u64)
+        -> Result<Object, objects::Error>;
 
     fn stat_file(&self, zone: &str, name: &str) -> Result<Option<FileStat>, files::Error>;
     fn read_file(
@@ -69,6 +71,8 @@ pub trait Host {
         target: &str,
         expected: Option<&FileStat>,
     ) -> Result<(), files::Error>;
+    fn get_file_meta(&self, zone: &str, name: &str) -> Result<String, files::Error>;
+    fn set_file_meta(&self, zone: &str, name: &str, meta: &str) -> Result<(), files::Error>;
 
     fn list_archives(&self) -> Result<Vec<Entry>, archive_dir::Error>;
     fn stat_archive(&self, name: &str) -> Result<Option<Entry>, archive_dir::Error>;
@@ -131,6 +135,14 @@ impl Host for WitHost {
     fn update_meta(&self, id: &str, patch: &str) -> Result<Object, objects::Error> {
         objects::update_meta(id, patch)
     }
+    fn update_meta_if(
+        &self,
+        id: &str,
+        patch: &str,
+        version: u64,
+    ) -> Result<Object, objects::Error> {
+        objects::update_meta_if(id, patch, version)
+    }
     fn stat_file(&self, zone: &str, name: &str) -> Result<Option<FileStat>, files::Error> {
         files::stat(zone, name)
     }
@@ -174,6 +186,12 @@ impl Host for WitHost {
     ) -> Result<(), files::Error> {
         files::rename_if_unchanged(zone, source, target, expected.copied())
     }
+    fn get_file_meta(&self, zone: &str, name: &str) -> Result<String, files::Error> {
+        files::get_meta(zone, name)
+    }
+    fn set_file_meta(&self, zone: &str, name: &str, meta: &str) -> Result<(), files::Error> {
+        files::set_meta(zone, name, meta)
+    }
     fn list_archives(&self) -> Result<Vec<Entry>, archive_dir::Error> {
         archive_dir::list()
     }
@@ -213,6 +231,7 @@ pub fn obj_err(e: objects::Error) -> api::Error {
         objects::Error::NotFound(m) => api::Error::NotFound(m),
         objects::Error::Invalid(m) => api::Error::Invalid(m),
         objects::Error::Io(m) => api::Error::Io(format!("object store: {m}")),
+        objects::Error::Conflict(m) => api::Error::Conflict(m),
     }
 }
 

@@ -39,14 +39,19 @@ pub mod keys {
     /// it circular again. Ours (the seed has no circular files).
     pub const ARCHIVE_CIRCULAR_MAX_SIZE: &str = "session:archive_circular_max_size";
 
+    /// The archived output's own file meta (the app's per-file settings), a JSON object, when it
+    /// had any: restore puts it back on the new output. Ours.
+    pub const ARCHIVE_FILE_META: &str = "session:archive_file_meta";
+
     /// Keys that together say "archived"; cleared together on restore, rollback and prune.
-    pub const ARCHIVED_KEYS: [&str; 6] = [
+    pub const ARCHIVED_KEYS: [&str; 7] = [
         ARCHIVED_AT,
         ARCHIVED_BYTES,
         ARCHIVE_PATH,
         ARCHIVE_CRC32,
         ARCHIVE_GZ_BYTES,
         ARCHIVE_CIRCULAR_MAX_SIZE,
+        ARCHIVE_FILE_META,
     ];
 }
 

@@ -165,6 +165,7 @@ impl Inner {
             name: name.to_owned(),
             size: meta.len(),
             modified_ms: modified_ms(meta),
+            identity: Some(format!("{}:{}", meta.dev(), meta.ino())),
         }
     }
 }
@@ -297,7 +298,7 @@ impl ArchiveDir for FsArchiveDir {
             .symlink_metadata(&aside)
             .map_err(|e| io_err("remove", name, e))?;
         let now = self.inner.entry(name, &m);
-        if m.is_file() && now.size == expected.size && now.modified_ms == expected.modified_ms {
+        if m.is_file() && expected.same_file(&now) {
             dir.remove_file(&aside)
                 .map_err(|e| io_err("remove", name, e))?;
             return self.inner.sync_dir();

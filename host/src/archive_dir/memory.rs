@@ -17,6 +17,8 @@ use crate::store::{Clock, StoreError, SystemClock, MAX_CHUNK};
 struct MemEntry {
     data: Arc<Vec<u8>>,
     modified_ms: i64,
+    /// A number no other file of this directory ever had (the identity `Entry` reports).
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -24,6 +26,14 @@ struct State {
     /// Committed archives and hidden (temp) files alike, by name.
     files: BTreeMap<String, MemEntry>,
     next_temp: u64,
+    next_generation: u64,
+}
+
+impl State {
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
 }
 
 /// An in-memory `ArchiveDir`; `Clone` shares the same directory.
@@ -79,11 +89,14 @@ impl MemoryArchiveDir {
         if !name.starts_with(TEMP_PREFIX) || name.contains(['/', '\0']) {
             validate_name(name)?;
         }
-        self.lock().files.insert(
+        let mut state = self.lock();
+        let generation = state.generation();
+        state.files.insert(
             name.to_owned(),
             MemEntry {
                 data: Arc::new(bytes.to_vec()),
                 modified_ms,
+                generation,
             },
         );
         Ok(())
@@ -112,6 +125,7 @@ impl MemoryArchiveDir {
             name: name.to_owned(),
             size: e.data.len() as u64,
             modified_ms: e.modified_ms,
+            identity: Some(format!("gen-{}", e.generation)),
         }
     }
 }
@@ -146,11 +160,13 @@ impl ArchiveDir for MemoryArchiveDir {
         let mut state = self.lock();
         state.next_temp += 1;
         let temp = format!("{TEMP_PREFIX}{name}-{:016x}", state.next_temp);
+        let generation = state.generation();
         state.files.insert(
             temp.clone(),
             MemEntry {
                 data: Arc::default(),
                 modified_ms: self.clock.now_ms(),
+                generation,
             },
         );
         Ok(Box::new(MemWriter {
@@ -190,7 +206,7 @@ impl ArchiveDir for MemoryArchiveDir {
             .get(name)
             .map(|e| Self::entry(name, e))
             .ok_or_else(|| StoreError::NotFound(format!("archive {name}")))?;
-        if now.size != expected.size || now.modified_ms != expected.modified_ms {
+        if !expected.same_file(&now) {
             return Err(super::changed(name, expected, &now));
         }
         state.files.remove(name);
@@ -258,11 +274,13 @@ impl ArchiveWriter for MemWriter {
         let Some(buf) = self.buf.take() else {
             return Err(self.finished());
         };
+        let modified_ms = self.dir.clock.now_ms();
+        let mut state = self.dir.lock();
         let entry = MemEntry {
             data: Arc::new(buf),
-            modified_ms: self.dir.clock.now_ms(),
+            modified_ms,
+            generation: state.generation(),
         };
-        let mut state = self.dir.lock();
         // Like a rename of a temp that `clean_temps` already removed: the data is gone.
         if state.files.remove(&self.temp).is_none() {
             return Err(StoreError::Io(format!(

@@ -24,6 +24,23 @@ pub struct Entry {
     pub size: u64,
     /// When it was last written, in ms since the Unix epoch.
     pub modified_ms: i64,
+    /// Which file this is, opaque to everyone but its backend (device and inode on disk, a
+    /// generation in memory, an ETag in a bucket): a file replaced by a new one of the same size
+    /// within the same millisecond still differs here. `None` when unknown.
+    pub identity: Option<String>,
+}
+
+impl Entry {
+    /// Whether `now` is still the file this entry describes: same size and modification time,
+    /// and the same identity where both know it.
+    pub fn same_file(&self, now: &Entry) -> bool {
+        self.size == now.size
+            && self.modified_ms == now.modified_ms
+            && match (&self.identity, &now.identity) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
 }
 
 /// Checks that `name` is one safe path component: `[A-Za-z0-9._-]`, not starting with `.`
@@ -98,15 +115,13 @@ pub trait ArchiveDir: Send + Sync {
     fn open(&self, name: &str) -> Result<Box<dyn ArchiveReader>, StoreError>;
     /// Deletes archive `name` durably; [`StoreError::NotFound`] if there is none.
     fn remove(&self, name: &str) -> Result<(), StoreError>;
-    /// Removes `name` only if it still has `expected`'s size and modification time, else
-    /// [`StoreError::Conflict`] and nothing removed. The default checks then removes (not
+    /// Removes `name` only if it is still the file `expected` describes ([`Entry::same_file`]),
+    /// else [`StoreError::Conflict`] and nothing removed. The default checks then removes (not
     /// atomic); the shipped backends make the check and the removal one step.
     fn remove_if_unchanged(&self, name: &str, expected: &Entry) -> Result<(), StoreError> {
         match self.stat(name)? {
             None => Err(StoreError::NotFound(format!("archive {name}"))),
-            Some(now) if now.size == expected.size && now.modified_ms == expected.modified_ms => {
-                self.remove(name)
-            }
+            Some(now) if expected.same_file(&now) => self.remove(name),
             Some(now) => Err(changed(name, expected, &now)),
         }
     }
@@ -142,8 +157,20 @@ pub trait ArchiveReader: Send {
 /// The conflict of a [`ArchiveDir::remove_if_unchanged`] whose file changed.
 pub fn changed(name: &str, expected: &Entry, now: &Entry) -> StoreError {
     StoreError::Conflict(format!(
-        "archive {name} changed since it was listed ({} bytes at {} ms, now {} bytes at {} ms); \
-         not removed",
-        expected.size, expected.modified_ms, now.size, now.modified_ms
+        "archive {name} changed since it was listed ({} bytes at {} ms{}, now {} bytes at {} \
+         ms{}); not removed",
+        expected.size,
+        expected.modified_ms,
+        shown(&expected.identity),
+        now.size,
+        now.modified_ms,
+        shown(&now.identity),
     ))
+}
+
+fn shown(identity: &Option<String>) -> String {
+    identity
+        .as_deref()
+        .map(|i| format!(", file {i}"))
+        .unwrap_or_default()
 }

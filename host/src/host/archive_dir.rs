@@ -18,6 +18,14 @@ pub struct WriterResource(Option<Box<dyn ArchiveWriter>>, String);
 /// The host side of a guest's `reader`.
 pub struct ReaderResource(Box<dyn ArchiveReader>);
 
+/// In a prune, the session whose archive `name` is: its lock is held for the call.
+fn hold(s: &mut HostState, import: &str, name: &str) -> Result<(), HostError> {
+    match archive_dir::archive_id(name) {
+        Some(id) => s.hold_session(import, id),
+        None => Ok(()),
+    }
+}
+
 fn to_wit(e: archive_dir::Entry) -> Entry {
     Entry {
         name: e.name,
@@ -105,13 +113,18 @@ impl Host for HostState {
     fn list(&mut self) -> Result<Vec<Entry>, HostError> {
         self.call(|s| {
             let shown = s.scope.list_archives("archive-dir.list")?;
-            Ok(s.stores
+            let entries: Vec<_> = s
+                .stores
                 .archive_dir
                 .list()?
                 .into_iter()
                 .filter(|e| shown.is_none_or(|names| names.contains(&e.name)))
-                .map(to_wit)
-                .collect())
+                .collect();
+            s.listed = entries
+                .iter()
+                .map(|e| (e.name.clone(), e.identity.clone()))
+                .collect();
+            Ok(entries.into_iter().map(to_wit).collect())
         })
     }
 
@@ -119,6 +132,7 @@ impl Host for HostState {
         self.call(|s| {
             check_name(&name)?;
             s.scope.archive("archive-dir.stat", &name, Access::Read)?;
+            hold(s, "archive-dir.stat", &name)?;
             Ok(s.stores.archive_dir.stat(&name)?.map(to_wit))
         })
     }
@@ -153,6 +167,7 @@ impl Host for HostState {
             check_name(&name)?;
             s.scope
                 .archive("archive-dir.remove", &name, Access::Write)?;
+            hold(s, "archive-dir.remove", &name)?;
             Ok(s.stores.archive_dir.remove(&name)?)
         })
     }
@@ -162,10 +177,14 @@ impl Host for HostState {
             check_name(&name)?;
             s.scope
                 .archive("archive-dir.remove-if-unchanged", &name, Access::Write)?;
+            hold(s, "archive-dir.remove-if-unchanged", &name)?;
+            // The policy cannot name a file's identity: the one its listing showed is used.
+            let identity = s.listed.get(&name).cloned().flatten();
             let expected = archive_dir::Entry {
                 name: expected.name,
                 size: expected.size,
                 modified_ms: expected.modified_ms,
+                identity,
             };
             Ok(s.stores.archive_dir.remove_if_unchanged(&name, &expected)?)
         })

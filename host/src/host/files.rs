@@ -152,6 +152,33 @@ impl files::Host for HostState {
         })
     }
 
+    fn get_meta(&mut self, zone: String, name: String) -> Result<String, HostError> {
+        self.call(|s| {
+            check_names(&zone, &name)?;
+            s.scope.file("files.get-meta", &zone, &name, Access::Read)?;
+            let meta = s.stores.files.meta(&zone, &name)?;
+            Ok(serde_json::Value::Object(meta).to_string())
+        })
+    }
+
+    fn set_meta(&mut self, zone: String, name: String, meta: String) -> Result<(), HostError> {
+        self.call(|s| {
+            check_names(&zone, &name)?;
+            s.scope
+                .file("files.set-meta", &zone, &name, Access::Write)?;
+            check_chunk(meta.len(), "file meta")?;
+            let meta = match serde_json::from_str::<serde_json::Value>(&meta) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => {
+                    return Err(HostError::invalid(format!(
+                        "meta for {zone:?}/{name:?} must be a JSON object"
+                    )))
+                }
+            };
+            Ok(s.stores.files.set_meta(&zone, &name, &meta)?)
+        })
+    }
+
     fn convert_error(&mut self, err: HostError) -> wasmtime::Result<Error> {
         Ok(match err.into_store_error()? {
             StoreError::NotFound(m) => Error::NotFound(m),

@@ -12,6 +12,7 @@ pub mod log;
 pub mod objects;
 pub mod scope;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +22,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::archive_dir::ArchiveDir;
 use crate::error::Op;
+use crate::locks::SessionHold;
 use crate::store::{Clock, FileStore, ObjectStore, StoreError, MAX_CHUNK};
 pub use scope::{Access, OpScope, Scope};
 
@@ -299,6 +301,12 @@ pub struct HostState {
     /// What it may open and write, and what it has used.
     pub(crate) quotas: Quotas,
     pub(crate) usage: Usage,
+    /// A prune's session lock ([`HostState::hold_session`]); `None` for other operations.
+    pub(crate) hold: Option<SessionHold>,
+    /// The identity of each archive `archive-dir.list` showed in this operation: what
+    /// `remove-if-unchanged` compares, so a file replaced since (same size, same millisecond)
+    /// is never taken for the one the policy classified.
+    pub(crate) listed: HashMap<String, Option<String>>,
 }
 
 impl HostState {
@@ -317,6 +325,31 @@ impl HostState {
             scope: OpScope::unrestricted(Op::Info),
             quotas: Quotas::default(),
             usage: Usage::default(),
+            hold: None,
+            listed: HashMap::new(),
+        }
+    }
+
+    /// Makes a prune take each session's lock before it acts on it (see [`SessionHold`]).
+    pub fn with_session_hold(mut self, hold: SessionHold) -> Self {
+        self.hold = Some(hold);
+        self
+    }
+
+    /// In a prune, holds session `id`'s lock for the calls that judge or change it; a session
+    /// another operation keeps busy is a `conflict` (left for the next prune). Other operations
+    /// already hold their session's lock: nothing to do.
+    pub(crate) fn hold_session(&mut self, import: &str, id: &str) -> Result<(), HostError> {
+        let Some(hold) = self.hold.as_mut() else {
+            return Ok(());
+        };
+        match hold.hold(id) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(HostError::Store(StoreError::Conflict(format!(
+                "{import}: session {id} is busy (another operation holds its lock); left for \
+                 the next prune"
+            )))),
+            Err(e) => Err(HostError::Store(StoreError::Io(format!("{import}: {e}")))),
         }
     }
 

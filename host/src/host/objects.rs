@@ -53,21 +53,24 @@ impl objects::Host for HostState {
     fn update_meta(&mut self, id: String, patch: String) -> Result<Object, HostError> {
         self.call(|s| {
             s.scope.object("objects.update-meta", &id, Access::Write)?;
-            let patch = match serde_json::from_str::<Value>(&patch) {
-                Ok(Value::Object(map)) => map,
-                Ok(other) => {
-                    return Err(HostError::invalid(format!(
-                        "meta patch for {id:?} must be a JSON object, got {}",
-                        json_kind(&other)
-                    )))
-                }
-                Err(e) => {
-                    return Err(HostError::invalid(format!(
-                        "meta patch for {id:?} is not JSON: {e}"
-                    )))
-                }
-            };
+            s.hold_session("objects.update-meta", &id)?;
+            let patch = parse_patch(&id, &patch)?;
             to_wit(s.stores.objects.update_meta(&id, &patch)?)
+        })
+    }
+
+    fn update_meta_if(
+        &mut self,
+        id: String,
+        patch: String,
+        version: u64,
+    ) -> Result<Object, HostError> {
+        self.call(|s| {
+            s.scope
+                .object("objects.update-meta-if", &id, Access::Write)?;
+            s.hold_session("objects.update-meta-if", &id)?;
+            let patch = parse_patch(&id, &patch)?;
+            to_wit(s.stores.objects.update_meta_if(&id, &patch, version)?)
         })
     }
 
@@ -75,12 +78,25 @@ impl objects::Host for HostState {
         Ok(match err.into_store_error()? {
             StoreError::NotFound(m) => Error::NotFound(m),
             StoreError::Invalid(m) | StoreError::InvalidName(m) => Error::Invalid(m),
-            e @ (StoreError::Conflict(_) | StoreError::AlreadyExists(_)) => {
-                Error::Io(e.to_string())
-            }
+            StoreError::Conflict(m) => Error::Conflict(m),
+            e @ StoreError::AlreadyExists(_) => Error::Io(e.to_string()),
             StoreError::Io(m) => Error::Io(m),
             other => Error::Io(other.to_string()),
         })
+    }
+}
+
+/// A meta patch must be a JSON object.
+fn parse_patch(id: &str, patch: &str) -> Result<store::Meta, HostError> {
+    match serde_json::from_str::<Value>(patch) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(HostError::invalid(format!(
+            "meta patch for {id:?} must be a JSON object, got {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(HostError::invalid(format!(
+            "meta patch for {id:?} is not JSON: {e}"
+        ))),
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::sqlite_files::round_circular_max;
 use super::sqlite_objects::{merge_meta, MAX_PAGE};
 use super::{
-    Clock, FileOpts, FileStat, FileStore, Meta, Object, ObjectStore, Page, StoreError, SystemClock,
-    MAX_CHUNK,
+    version_conflict, Clock, FileOpts, FileStat, FileStore, Meta, Object, ObjectStore, Page,
+    StoreError, SystemClock, MAX_CHUNK,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -39,6 +39,26 @@ impl MemoryObjects {
     /// True when the store holds no objects.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl MemoryObjects {
+    /// Both `update_meta`s: with `expect`, the version is checked under the same lock.
+    fn update(&self, id: &str, patch: &Meta, expect: Option<u64>) -> Result<Object, StoreError> {
+        let mut objects = lock(&self.objects);
+        let (meta, version) = objects
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(format!("object {id}")))?;
+        if let Some(expected) = expect.filter(|e| e != version) {
+            return Err(version_conflict(id, expected, *version));
+        }
+        merge_meta(meta, patch);
+        *version += 1;
+        Ok(Object {
+            id: id.to_owned(),
+            meta: meta.clone(),
+            version: *version,
+        })
     }
 }
 
@@ -88,17 +108,11 @@ impl ObjectStore for MemoryObjects {
     }
 
     fn update_meta(&self, id: &str, patch: &Meta) -> Result<Object, StoreError> {
-        let mut objects = lock(&self.objects);
-        let (meta, version) = objects
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound(format!("object {id}")))?;
-        merge_meta(meta, patch);
-        *version += 1;
-        Ok(Object {
-            id: id.to_owned(),
-            meta: meta.clone(),
-            version: *version,
-        })
+        self.update(id, patch, None)
+    }
+
+    fn update_meta_if(&self, id: &str, patch: &Meta, version: u64) -> Result<Object, StoreError> {
+        self.update(id, patch, Some(version))
     }
 
     fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {
@@ -124,6 +138,8 @@ struct MemFile {
     /// Logical bytes `[stat.size - held.len(), stat.size)`.
     held: Vec<u8>,
     stat: FileStat,
+    /// The file's own meta.
+    meta: Meta,
 }
 
 type FileKey = (String, String);
@@ -224,6 +240,7 @@ impl FileStore for MemoryFiles {
             MemFile {
                 held: Vec::new(),
                 stat,
+                meta: Meta::new(),
             },
         );
         Ok(stat)
@@ -320,5 +337,21 @@ impl FileStore for MemoryFiles {
             .collect();
         all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         Ok(all)
+    }
+
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+        lock(&self.files)
+            .get(&key(zone, name))
+            .map(|f| f.meta.clone())
+            .ok_or_else(|| not_found(zone, name))
+    }
+
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+        let mut files = lock(&self.files);
+        let f = files
+            .get_mut(&key(zone, name))
+            .ok_or_else(|| not_found(zone, name))?;
+        f.meta = meta.clone();
+        Ok(())
     }
 }

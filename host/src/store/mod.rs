@@ -108,6 +108,9 @@ pub trait ObjectStore: Send + Sync {
     fn get(&self, id: &str) -> Result<Object, StoreError>;
     /// Merge `patch` into meta in one transaction (null removes a key) and bump the version.
     fn update_meta(&self, id: &str, patch: &Meta) -> Result<Object, StoreError>;
+    /// [`ObjectStore::update_meta`] only if the object is still at `version`, checked in the same
+    /// transaction as the write; else [`StoreError::Conflict`] and nothing changed.
+    fn update_meta_if(&self, id: &str, patch: &Meta, version: u64) -> Result<Object, StoreError>;
     /// Insert a new object (demo data, tests). `AlreadyExists` if the id is taken.
     fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError>;
 }
@@ -209,6 +212,10 @@ pub trait FileStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Every (zone, name, stat) in the store, for `status` and the demo. Not exposed to policies.
     fn list_files(&self) -> Result<Vec<(String, String, FileStat)>, StoreError>;
+    /// The file's own meta (Wave's `WaveFile.Meta`, `{}` when empty); `NotFound` if no file.
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError>;
+    /// Replaces the file's own meta; `NotFound` if no file. A rename carries the meta along.
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError>;
 }
 
 /// One day in ms: the seed's unit of inactivity, used by demo data, benchmarks and tests (the
@@ -246,4 +253,11 @@ pub fn check_held(zone: &str, name: &str, offset: u64, first_held: u64) -> Resul
         )));
     }
     Ok(())
+}
+
+/// The conflict of an [`ObjectStore::update_meta_if`] whose object moved on.
+pub fn version_conflict(id: &str, expected: u64, now: u64) -> StoreError {
+    StoreError::Conflict(format!(
+        "object {id} is at version {now}, not {expected}: changed by someone else; meta not updated"
+    ))
 }

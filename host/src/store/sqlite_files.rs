@@ -11,10 +11,11 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sqlite_objects::{is_constraint, open_connection};
-use super::{Clock, FileOpts, FileStat, FileStore, StoreError, SystemClock, MAX_CHUNK};
+use super::{Clock, FileOpts, FileStat, FileStore, Meta, StoreError, SystemClock, MAX_CHUNK};
 
 /// Bytes per row of `db_file_data` (Wave's `DefaultPartDataSize`).
 pub const PART_SIZE: u64 = 64 * 1024;
@@ -536,6 +537,52 @@ impl FileStore for SqliteFiles {
             out.push((zone, name, row.stat));
         }
         Ok(out)
+    }
+
+    fn meta(&self, zone: &str, name: &str) -> Result<Meta, StoreError> {
+        let conn = self.lock();
+        let raw: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT meta FROM db_wave_file WHERE zoneid = ?1 AND name = ?2")?
+            .query_row(params![zone, name], |r| {
+                Ok(r.get_ref(0)?
+                    .as_bytes_or_null()?
+                    .unwrap_or_default()
+                    .to_vec())
+            })
+            .optional()?;
+        let raw = raw.ok_or_else(|| StoreError::NotFound(where_(zone, name)))?;
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"null" {
+            return Ok(Meta::new());
+        }
+        serde_json::from_slice(trimmed)
+            .map_err(|e| StoreError::Io(format!("{}: bad meta JSON: {e}", where_(zone, name))))
+    }
+
+    /// Writes the meta with the storage class the row had (the app may read it as bytes only,
+    /// as AgentMux does with `db_block.data`).
+    fn set_meta(&self, zone: &str, name: &str, meta: &Meta) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(meta)
+            .map_err(|e| StoreError::Invalid(format!("{}: meta: {e}", where_(zone, name))))?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let blob: Option<bool> = tx
+            .prepare_cached(
+                "SELECT typeof(meta) = 'blob' FROM db_wave_file WHERE zoneid = ?1 AND name = ?2",
+            )?
+            .query_row(params![zone, name], |r| r.get(0))
+            .optional()?;
+        let blob = blob.ok_or_else(|| StoreError::NotFound(where_(zone, name)))?;
+        let value = if blob {
+            ValueRef::Blob(&json)
+        } else {
+            // serde_json writes UTF-8.
+            ValueRef::Text(&json)
+        };
+        tx.prepare_cached("UPDATE db_wave_file SET meta = ?3 WHERE zoneid = ?1 AND name = ?2")?
+            .execute(params![zone, name, ToSqlOutput::Borrowed(value)])?;
+        tx.commit()?;
+        Ok(())
     }
 }
 

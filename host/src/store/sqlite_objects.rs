@@ -13,6 +13,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::block_json::splice_meta;
+use super::version_conflict;
 use super::{Meta, Object, ObjectStore, Page, StoreError};
 
 /// How long a statement waits for the app's write lock before failing with `Io`.
@@ -194,6 +195,52 @@ fn collect_page(mut rows: rusqlite::Rows<'_>, limit: usize) -> Result<Page, Stor
     })
 }
 
+impl SqliteObjects {
+    /// Both `update_meta`s: with `expect`, the version is checked inside the write transaction.
+    fn update(&self, id: &str, patch: &Meta, expect: Option<u64>) -> Result<Object, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .prepare_cached("SELECT oid, version, data FROM db_block WHERE oid = ?1")?
+            .query_row(params![id], |r| {
+                let (class, data) = match r.get_ref(2)? {
+                    ValueRef::Blob(b) => (Some(StorageClass::Blob), b.to_vec()),
+                    ValueRef::Text(t) => (Some(StorageClass::Text), t.to_vec()),
+                    _ => (None, Vec::new()),
+                };
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, data, class))
+            })
+            .optional()?;
+        let (oid, version, data, class) =
+            row.ok_or_else(|| StoreError::NotFound(format!("object {id}")))?;
+        let Some(class) = class else {
+            return Err(StoreError::Io(format!(
+                "object {id}: data is neither text nor a blob"
+            )));
+        };
+        if let Some(expected) = expect.filter(|&e| e != version_u64(version)) {
+            return Err(version_conflict(id, expected, version_u64(version)));
+        }
+        let mut meta = parse_meta(&oid, &data)?;
+        merge_meta(&mut meta, patch);
+        let new_version = version.max(0) + 1;
+        let new_data = splice_meta(&data, patch, Some(version_u64(new_version)))
+            .map_err(|e| StoreError::Io(format!("object {id}: {e}")))?;
+        let bound = match class {
+            StorageClass::Blob => ValueRef::Blob(&new_data),
+            StorageClass::Text => ValueRef::Text(&new_data),
+        };
+        tx.prepare_cached("UPDATE db_block SET version = ?2, data = ?3 WHERE oid = ?1")?
+            .execute(params![oid, new_version, ToSqlOutput::Borrowed(bound)])?;
+        tx.commit()?;
+        Ok(Object {
+            id: oid,
+            meta,
+            version: version_u64(new_version),
+        })
+    }
+}
+
 impl ObjectStore for SqliteObjects {
     /// A row whose data is unreadable is skipped (and logged) rather than failing the page, so
     /// one damaged block cannot stop every sweep; `get` on its id reports the error.
@@ -244,43 +291,11 @@ impl ObjectStore for SqliteObjects {
     /// storage class it had: the app may read `data` as bytes only (AgentMux refuses TEXT) or as
     /// text, and every byte it wrote outside the patched keys stays as it was.
     fn update_meta(&self, id: &str, patch: &Meta) -> Result<Object, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .prepare_cached("SELECT oid, version, data FROM db_block WHERE oid = ?1")?
-            .query_row(params![id], |r| {
-                let (class, data) = match r.get_ref(2)? {
-                    ValueRef::Blob(b) => (Some(StorageClass::Blob), b.to_vec()),
-                    ValueRef::Text(t) => (Some(StorageClass::Text), t.to_vec()),
-                    _ => (None, Vec::new()),
-                };
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, data, class))
-            })
-            .optional()?;
-        let (oid, version, data, class) =
-            row.ok_or_else(|| StoreError::NotFound(format!("object {id}")))?;
-        let Some(class) = class else {
-            return Err(StoreError::Io(format!(
-                "object {id}: data is neither text nor a blob"
-            )));
-        };
-        let mut meta = parse_meta(&oid, &data)?;
-        merge_meta(&mut meta, patch);
-        let new_version = version.max(0) + 1;
-        let new_data = splice_meta(&data, patch, Some(version_u64(new_version)))
-            .map_err(|e| StoreError::Io(format!("object {id}: {e}")))?;
-        let bound = match class {
-            StorageClass::Blob => ValueRef::Blob(&new_data),
-            StorageClass::Text => ValueRef::Text(&new_data),
-        };
-        tx.prepare_cached("UPDATE db_block SET version = ?2, data = ?3 WHERE oid = ?1")?
-            .execute(params![oid, new_version, ToSqlOutput::Borrowed(bound)])?;
-        tx.commit()?;
-        Ok(Object {
-            id: oid,
-            meta,
-            version: version_u64(new_version),
-        })
+        self.update(id, patch, None)
+    }
+
+    fn update_meta_if(&self, id: &str, patch: &Meta, version: u64) -> Result<Object, StoreError> {
+        self.update(id, patch, Some(version))
     }
 
     fn insert(&self, id: &str, meta: &Meta) -> Result<Object, StoreError> {

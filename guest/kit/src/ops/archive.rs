@@ -66,6 +66,7 @@ pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcom
             ),
         );
     }
+    let file_meta = own_file_meta(h, id)?;
     let name = archive_name(id);
     let path = h
         .archive_path(&name)
@@ -108,6 +109,7 @@ pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcom
         .set(keys::ARCHIVE_CRC32, written.crc32)
         .set(keys::ARCHIVE_GZ_BYTES, written.gz_bytes)
         .set_opt(keys::ARCHIVE_CIRCULAR_MAX_SIZE, stat.circular_max_size)
+        .set_opt(keys::ARCHIVE_FILE_META, file_meta)
         .remove(keys::RESTORED_AT)
         .remove(keys::PRUNED_AT);
     if let Err(e) = update(h, id, archived) {
@@ -181,6 +183,26 @@ pub(super) fn remove_ours<H: Host>(h: &H, name: &str, intent: &Intent) -> Result
         None => Ok(()),
         Some(e) if Some(entry_record(&e)) == intent_previous(intent) => Ok(()),
         Some(_) => remove_if_present(h, name),
+    }
+}
+
+/// The live output's own file meta, to record beside the archive (`None` when it has none, so
+/// meta stays as the seed wrote it for ordinary sessions). Meta the host hands back unreadable
+/// is not worth refusing the archive for: it is logged and left out.
+fn own_file_meta<H: Host>(h: &H, id: &str) -> Result<Option<serde_json::Value>, Error> {
+    let text = h
+        .get_file_meta(id, OUTPUT_FILE)
+        .map_err(|e| file_err("read live output's file meta", e))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
+        Ok(v @ serde_json::Value::Object(_)) => Ok(Some(v)),
+        _ => {
+            h.log(
+                Level::Warn,
+                &format!("session {id}: the output's file meta is not a JSON object; not kept"),
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -1,39 +1,46 @@
 //! `prune`: classify the archives, ask the policy which to delete, delete them (tombstoning a
 //! session whose only copy goes).
 
-use super::{clear_intent, parse_meta, update, Error};
+use super::{parse_meta, Error};
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::decide::cap_unreachable;
 use crate::decisions::{ArchiveClass, ArchiveInfo, Decisions};
-use crate::host::{archive_dir, dir_err, obj_err, objects, Entry, Host, Level};
+use crate::host::{archive_dir, dir_err, obj_err, objects, Entry, Host, Level, Object};
 use crate::meta::{keys, Intent, Meta, Patch};
 
 fn classify<H: Host>(h: &H, e: &Entry) -> ArchiveClass {
+    classify_read(h, e).0
+}
+
+/// The archive's class and the session object it was judged from (when there is one): a write
+/// acting on the judgement is conditional on that object's version.
+fn classify_read<H: Host>(h: &H, e: &Entry) -> (ArchiveClass, Option<Object>) {
     let Some(id) = e.name.strip_suffix(".jsonl.gz").filter(|id| !id.is_empty()) else {
-        return ArchiveClass::Orphan;
+        return (ArchiveClass::Orphan, None);
     };
     let obj = match h.get_object(id) {
         Ok(o) => o,
         Err(objects::Error::NotFound(_)) | Err(objects::Error::Invalid(_)) => {
-            return ArchiveClass::Orphan
+            return (ArchiveClass::Orphan, None)
         }
-        Err(_) => return ArchiveClass::Unknown,
+        Err(_) => return (ArchiveClass::Unknown, None),
     };
     let Ok(meta) = Meta::parse(&obj.meta) else {
-        return ArchiveClass::Unknown;
+        return (ArchiveClass::Unknown, Some(obj));
     };
-    if meta.has_intent() {
-        return ArchiveClass::InProgress;
-    }
+    let class = if meta.has_intent() {
+        ArchiveClass::InProgress
     // An unreadable pin counts as a pin: keeping an archive is never a loss.
-    if meta.pinned() != Ok(false) {
-        return ArchiveClass::Pinned;
-    }
-    match meta.archived_at() {
-        Ok(Some(_)) => ArchiveClass::OnlyCopy,
-        Ok(None) => ArchiveClass::Backup,
-        Err(_) => ArchiveClass::Unknown,
-    }
+    } else if meta.pinned() != Ok(false) {
+        ArchiveClass::Pinned
+    } else {
+        match meta.archived_at() {
+            Ok(Some(_)) => ArchiveClass::OnlyCopy,
+            Ok(None) => ArchiveClass::Backup,
+            Err(_) => ArchiveClass::Unknown,
+        }
+    };
+    (class, Some(obj))
 }
 
 /// Lists the `.gz` files of the archive directory with their classes.
@@ -51,64 +58,111 @@ pub fn classify_archives<H: Host>(h: &H) -> Result<Vec<ArchiveInfo>, Error> {
 
 /// Deletes one picked archive after checking nothing changed since it was classified. Returns
 /// whether a session was tombstoned, or `None` when it was left alone.
+///
+/// Every step is conditional, so another process acting on the same session (a restore and a
+/// new archive, under a lock this prune may not share) never loses anything: the re-check, the
+/// tombstone (only at the object version just judged), the removal (only of the very file
+/// listed) and the undo or the intent's clearing (only while the meta is still ours).
 fn prune_one<H: Host>(h: &H, info: &ArchiveInfo) -> Result<Option<bool>, Error> {
     let name = info.entry.name.as_str();
-    match h
-        .stat_archive(name)
-        .map_err(|e| dir_err("stat archive", e))?
-    {
-        Some(now) if now.size == info.entry.size && now.modified_ms == info.entry.modified_ms => {}
-        _ => return Ok(None),
+    match h.stat_archive(name) {
+        Ok(Some(now))
+            if now.size == info.entry.size && now.modified_ms == info.entry.modified_ms => {}
+        Ok(_) => return Ok(None),
+        Err(archive_dir::Error::Conflict(why)) => return Ok(left_alone(h, name, &why)),
+        Err(e) => return Err(dir_err("stat archive", e)),
     }
-    let class = classify(h, &info.entry);
+    let (class, judged) = classify_read(h, &info.entry);
     if class != info.class {
         return Ok(None);
     }
-    match class {
-        ArchiveClass::Backup | ArchiveClass::Orphan => match remove_classified(h, info)? {
+    match (class, judged) {
+        (ArchiveClass::Backup | ArchiveClass::Orphan, _) => match remove_classified(h, info)? {
             Removed::Yes => Ok(Some(false)),
             Removed::Changed => Ok(None),
         },
-        ArchiveClass::OnlyCopy => {
+        (ArchiveClass::OnlyCopy, Some(judged)) => {
             // Meta never says "archived" without an archive: Tombstone first, then remove.
             let id = name.strip_suffix(".jsonl.gz").unwrap_or(name);
-            // Read just before the tombstone, to put back if the archive turns out to be
-            // another one (committed since the check above by a restore and a new archive).
-            let before = parse_meta(&h.get_object(id).map_err(obj_err)?)?;
+            let before = parse_meta(&judged)?;
             let now = h.now_ms();
             let intent = Intent::Prune {
                 at: now,
                 name: name.to_string(),
             };
-            update(
-                h,
-                id,
-                Patch::new()
-                    .clear_archived()
-                    .set(keys::PRUNED_AT, now)
-                    .intent(&intent),
-            )?;
+            let tombstone = Patch::new()
+                .clear_archived()
+                .set(keys::PRUNED_AT, now)
+                .intent(&intent);
+            let tombstoned = match h.update_meta_if(id, &tombstone.to_json(), judged.version) {
+                Ok(o) => o,
+                Err(objects::Error::Conflict(why)) => return Ok(left_alone(h, name, &why)),
+                Err(e) => return Err(obj_err(e)),
+            };
             if let Removed::Changed = remove_classified(h, info)? {
+                // Put back what the tombstone replaced: the archive is another one now.
                 let mut undo = Patch::new().clear_intent();
                 for k in keys::ARCHIVED_KEYS.into_iter().chain([keys::PRUNED_AT]) {
                     undo = undo.set_opt(k, before.get(k).cloned());
                 }
-                update(h, id, undo)?;
+                settle(h, id, tombstoned, &intent, undo)?;
                 h.log(
                     Level::Info,
                     &format!("session {id}: {name} changed since it was classified; not pruned"),
                 );
                 return Ok(None);
             }
-            clear_intent(h, id)?;
+            settle(h, id, tombstoned, &intent, Patch::new().clear_intent())?;
             h.log(
                 Level::Info,
                 &format!("session {id}: pruned its only archive {name}; tombstone recorded"),
             );
             Ok(Some(true))
         }
-        ArchiveClass::Pinned | ArchiveClass::InProgress | ArchiveClass::Unknown => Ok(None),
+        _ => Ok(None),
     }
+}
+
+/// Logs why a picked archive was left alone (its session busy or changed); the next prune
+/// judges it again.
+fn left_alone<H: Host>(h: &H, name: &str, why: &str) -> Option<bool> {
+    h.log(
+        Level::Info,
+        &format!("{name} left for the next prune: {why}"),
+    );
+    None
+}
+
+/// Writes `patch` while session `id`'s meta still carries our prune `intent`: at the version we
+/// last wrote, or, when something else (the app) wrote since, at the version re-read. Meta whose
+/// intent is no longer ours belongs to another operation and is left as it is.
+fn settle<H: Host>(
+    h: &H,
+    id: &str,
+    mut last: Object,
+    intent: &Intent,
+    patch: Patch,
+) -> Result<(), Error> {
+    const ATTEMPTS: usize = 4;
+    for _ in 0..ATTEMPTS {
+        match h.update_meta_if(id, &patch.to_json(), last.version) {
+            Ok(_) => return Ok(()),
+            Err(objects::Error::Conflict(_)) => {
+                last = h.get_object(id).map_err(obj_err)?;
+                if parse_meta(&last)?.intent().ok().flatten().as_ref() != Some(intent) {
+                    h.log(
+                        Level::Warn,
+                        &format!("session {id}: meta changed by another operation during prune; left as it is"),
+                    );
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(obj_err(e)),
+        }
+    }
+    Err(Error::Conflict(format!(
+        "session {id}: meta kept changing while prune settled it; its prune intent stays for recovery"
+    )))
 }
 
 /// What a conditional removal did.

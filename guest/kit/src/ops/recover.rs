@@ -301,7 +301,7 @@ mod tests {
     fn a_prune_interrupted_after_the_tombstone_is_finished_by_recover() {
         let h = host_with_session(b"x\n");
         ops::archive(&h, ID, 6).unwrap();
-        h.crash_at("objects.update-meta", 0, true);
+        h.crash_at("objects.update-meta-if", 0, true);
         assert!(catch_unwind(AssertUnwindSafe(|| ops::prune(&h, &Simple { cap: 0 }))).is_err());
         assert!(
             h.archive("s1.jsonl.gz").is_some(),

@@ -53,7 +53,15 @@ pub fn restore<H: Host>(
         .ok()
         .flatten()
         .filter(|m| *m > 0);
-    let newer = match restore_into_place(h, id, &name, raw_len, crc, circular) {
+    let file_meta = match meta.get(keys::ARCHIVE_FILE_META) {
+        Some(serde_json::Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let shape = Shape {
+        circular,
+        file_meta,
+    };
+    let newer = match restore_into_place(h, id, &name, raw_len, crc, &shape) {
         Ok(n) => n,
         Err(PlaceError::Failed(e)) => {
             best_effort(h, "delete scratch file", delete_if_present(h, id, SCRATCH));
@@ -107,6 +115,32 @@ impl From<Error> for PlaceError {
     }
 }
 
+/// What the restored output is made like: the archived output's circular capacity and its own
+/// file meta.
+struct Shape {
+    circular: Option<u64>,
+    file_meta: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Gives the scratch file the archived output's file meta, with the meta of the live output it
+/// replaces (the app's newer settings) on top.
+fn carry_file_meta<H: Host>(h: &H, id: &str, shape: &Shape, live: bool) -> Result<(), Error> {
+    let mut meta = shape.file_meta.clone();
+    if live {
+        let text = h
+            .get_file_meta(id, OUTPUT_FILE)
+            .map_err(|e| file_err("read live output's file meta", e))?;
+        if let Ok(serde_json::Value::Object(newer)) = serde_json::from_str(&text) {
+            meta.extend(newer);
+        }
+    }
+    if meta.is_empty() {
+        return Ok(());
+    }
+    h.set_file_meta(id, SCRATCH, &serde_json::Value::Object(meta).to_string())
+        .map_err(|e| file_err("set restored output's file meta", e))
+}
+
 /// Builds [`SCRATCH`] = archive bytes + live bytes, then renames it over `output` only if
 /// the live file did not change since we copied it (nothing written after archiving is lost). Returns the number of live bytes kept.
 fn restore_into_place<H: Host>(
@@ -115,10 +149,10 @@ fn restore_into_place<H: Host>(
     name: &str,
     raw_len: u64,
     crc: Option<u32>,
-    circular: Option<u64>,
+    shape: &Shape,
 ) -> Result<u64, PlaceError> {
     delete_if_present(h, id, SCRATCH)?;
-    h.create_file(id, SCRATCH, circular)
+    h.create_file(id, SCRATCH, shape.circular)
         .map_err(|e| file_err("create scratch file", e))?;
     let mut append = |data: &[u8]| -> Result<(), Error> {
         h.append_file(id, SCRATCH, data)
@@ -178,6 +212,7 @@ fn restore_into_place<H: Host>(
                 Error::Conflict(format!("live output of {id} was deleted during restore")).into(),
             );
         }
+        carry_file_meta(h, id, shape, live.is_some())?;
         match h.rename_file_if_unchanged(id, SCRATCH, OUTPUT_FILE, live.as_ref()) {
             Ok(()) => return Ok(pos - live_from.unwrap_or(0)),
             Err(files::Error::Conflict(_)) => continue,
@@ -203,6 +238,7 @@ mod tests {
 
     use super::super::test_fixtures::*;
 
+    use crate::fake::FakeHost;
     use crate::gzip;
     use crate::meta::keys;
     use crate::ops::{self, Error, OUTPUT_FILE, SCRATCH};
@@ -223,6 +259,57 @@ mod tests {
             b"old-1\nold-2\nnew-1\nnew-2\n"
         );
         assert_eq!((r.archived_bytes, r.newer_bytes), (12, 12));
+    }
+
+    fn set_file_meta(h: &FakeHost, meta: &str) {
+        let key = (ID.to_string(), OUTPUT_FILE.to_string());
+        h.state.borrow_mut().files.get_mut(&key).unwrap().meta = meta.into();
+    }
+
+    fn file_meta(h: &FakeHost) -> serde_json::Value {
+        let key = (ID.to_string(), OUTPUT_FILE.to_string());
+        serde_json::from_str(&h.state.borrow().files[&key].meta).unwrap()
+    }
+
+    #[test]
+    fn restore_puts_the_outputs_own_file_meta_back() {
+        let h = host_with_session(b"a\n");
+        set_file_meta(&h, r#"{"term:rows":40,"app:title":"build"}"#);
+        ops::archive(&h, ID, 6).unwrap();
+        assert_eq!(
+            h.meta(ID)[keys::ARCHIVE_FILE_META],
+            json!({"term:rows": 40, "app:title": "build"})
+        );
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(
+            file_meta(&h),
+            json!({"term:rows": 40, "app:title": "build"})
+        );
+        assert!(h.meta(ID).get(keys::ARCHIVE_FILE_META).is_none(), "cleared");
+    }
+
+    #[test]
+    fn restore_keeps_the_newer_outputs_file_meta_over_the_archived_one() {
+        let h = host_with_session(b"a\n");
+        set_file_meta(&h, r#"{"term:rows":40,"app:title":"build"}"#);
+        ops::archive(&h, ID, 6).unwrap();
+        h.put_file(ID, OUTPUT_FILE, b"b\n");
+        set_file_meta(&h, r#"{"term:rows":50}"#);
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), b"a\nb\n");
+        assert_eq!(
+            file_meta(&h),
+            json!({"term:rows": 50, "app:title": "build"})
+        );
+    }
+
+    #[test]
+    fn an_output_without_file_meta_records_none() {
+        let h = host_with_session(b"a\n");
+        ops::archive(&h, ID, 6).unwrap();
+        assert!(h.meta(ID).get(keys::ARCHIVE_FILE_META).is_none());
+        ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(file_meta(&h), json!({}));
     }
 
     #[test]
