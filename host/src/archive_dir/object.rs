@@ -8,9 +8,9 @@
 //! - bytes are streamed both ways: a writer holds at most one part ([`PART_SIZE`] plus one
 //!   chunk), a reader one response chunk plus what the caller asked for;
 //! - `remove_if_unchanged` removes only the object the caller listed. `object_store` has no
-//!   conditional DELETE, so it checks the object (size, time and, once entries carry one, its
-//!   ETag) with a HEAD immediately before the DELETE; the window between the two is documented
-//!   in README's known limits (archive names are per session, and a session is only written by
+//!   conditional DELETE, so it checks the object (size, time and ETag, the entry's identity)
+//!   with a HEAD immediately before the DELETE; the window between the two is documented in
+//!   README's known limits (archive names are per session, and a session is only written by
 //!   the machine that owns it, under its local session lock).
 //!
 //! Sharing: several machines may archive into one bucket and prefix. Archive names are per
@@ -259,6 +259,8 @@ impl Inner {
             name: name.to_owned(),
             size: meta.size,
             modified_ms: ms - ms.rem_euclid(1000),
+            // The ETag, which both a listing and a HEAD report (a version id only the HEAD).
+            identity: meta.e_tag.clone(),
         }
     }
 
@@ -315,6 +317,7 @@ impl ArchiveDir for ObjectArchiveDir {
             key: self.inner.key(name),
             buf: Vec::new(),
             upload: None,
+            written: 0,
             finished: false,
         }))
     }
@@ -347,8 +350,8 @@ impl ArchiveDir for ObjectArchiveDir {
     }
 
     /// Checks the object with a HEAD immediately before the DELETE (no conditional DELETE in
-    /// `object_store`): an object re-written since the caller listed it has a new time (and
-    /// ETag) and is left alone. A write landing between the HEAD and the DELETE is not caught;
+    /// `object_store`): an object re-written since the caller listed it has a new ETag (and
+    /// usually size and time) and is left alone. A write landing between the HEAD and the DELETE is not caught;
     /// README's known limits say when that can happen.
     fn remove_if_unchanged(&self, name: &str, expected: &Entry) -> Result<(), StoreError> {
         validate_archive_name(name)?;
@@ -357,7 +360,7 @@ impl ArchiveDir for ObjectArchiveDir {
             .head(name)?
             .map(|m| self.inner.entry(name, &m))
             .ok_or_else(|| StoreError::NotFound(format!("archive {name}")))?;
-        if now.size != expected.size || now.modified_ms != expected.modified_ms {
+        if !expected.same_file(&now) {
             return Err(super::changed(name, expected, &now));
         }
         self.inner
@@ -392,6 +395,8 @@ struct ObjectWriter {
     key: ObjectPath,
     buf: Vec<u8>,
     upload: Option<Box<dyn MultipartUpload>>,
+    /// Bytes uploaded so far (parts, or the single PUT).
+    written: u64,
     /// Set once committed or aborted.
     finished: bool,
 }
@@ -416,6 +421,7 @@ impl ObjectWriter {
                 .map_err(|e| io_err("start upload of", &self.name, e))?;
             self.upload = Some(upload);
         }
+        self.written += self.buf.len() as u64;
         let part = PutPayload::from(std::mem::take(&mut self.buf));
         let upload = self.upload.as_mut().expect("started above");
         let fut = upload.put_part(part);
@@ -426,25 +432,25 @@ impl ObjectWriter {
 
     fn finish(&mut self) -> Result<Entry, StoreError> {
         self.check_open()?;
-        let size = match self.upload.is_some() {
+        let put = match self.upload.is_some() {
             false => {
-                let size = self.buf.len() as u64;
+                self.written = self.buf.len() as u64;
                 let body = PutPayload::from(std::mem::take(&mut self.buf));
                 self.inner
                     .block_on(self.inner.store.put(&self.key, body))
-                    .map_err(|e| io_err("put", &self.name, e))?;
-                size
+                    .map_err(|e| io_err("put", &self.name, e))?
             }
             true => {
                 if !self.buf.is_empty() {
                     self.flush_part()?;
                 }
                 let upload = self.upload.as_mut().expect("checked above");
-                self.inner
+                let put = self
+                    .inner
                     .block_on(upload.complete())
                     .map_err(|e| io_err("complete upload of", &self.name, e))?;
                 self.upload = None;
-                0
+                put
             }
         };
         self.finished = true;
@@ -459,8 +465,9 @@ impl ObjectWriter {
             Ok(Some(meta)) => self.inner.entry(&self.name, &meta),
             _ => Entry {
                 name: self.name.clone(),
-                size,
+                size: self.written,
                 modified_ms: now_s,
+                identity: put.e_tag,
             },
         })
     }
@@ -661,7 +668,21 @@ mod tests {
         let err = d.remove_if_unchanged("s1.jsonl.gz", &listed).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
         assert_eq!(read_all(&d, "s1.jsonl.gz"), b"second, longer");
+        // Same size within the same second: only the ETag tells the new object apart.
+        let listed = d.stat("s1.jsonl.gz").unwrap().unwrap();
+        let mut w = d.create("s1.jsonl.gz").unwrap();
+        w.write(b"third, longer!").unwrap();
+        let replaced = w.commit().unwrap();
+        assert_eq!(replaced.size, listed.size);
+        let stale = Entry {
+            identity: listed.identity.clone(),
+            ..replaced.clone()
+        };
+        assert_ne!(stale, replaced, "a new object has a new ETag");
+        let err = d.remove_if_unchanged("s1.jsonl.gz", &stale).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
         let now = d.stat("s1.jsonl.gz").unwrap().unwrap();
+        assert_eq!(now, replaced);
         d.remove_if_unchanged("s1.jsonl.gz", &now).unwrap();
         assert_eq!(d.stat("s1.jsonl.gz").unwrap(), None);
         assert!(matches!(
