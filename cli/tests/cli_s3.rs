@@ -17,6 +17,9 @@ use session_archiver_testkit::moto::{Gate, Hold, Moto};
 use tempfile::TempDir;
 
 const BUCKET: &str = "team";
+/// The crash tests' data directories: small, and the same session ids in each copy.
+const CRASH_SEED: u64 = 5;
+const CRASH_SESSIONS: usize = 6;
 
 /// One data directory archiving into `url` on `endpoint`.
 struct Machine<'a> {
@@ -29,6 +32,11 @@ struct Machine<'a> {
 impl<'a> Machine<'a> {
     /// A small demo data directory (seed `seed`) whose archives go to `s3://team/<prefix>`.
     fn new(moto: &'a Moto, prefix: &str, seed: u64) -> Self {
+        Self::with_sessions(moto, prefix, seed, 12)
+    }
+
+    /// [`new`](Self::new) with `sessions` agent sessions.
+    fn with_sessions(moto: &'a Moto, prefix: &str, seed: u64, sessions: usize) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let m = Machine {
             moto,
@@ -37,8 +45,10 @@ impl<'a> Machine<'a> {
             url: format!("s3://{BUCKET}/{prefix}"),
         };
         let mut c = m.cmd(&moto.endpoint);
-        c.args(["demo", "--sessions", "12", "--scale", "0.01", "--seed"])
-            .arg(seed.to_string());
+        c.args(["demo", "--scale", "0.01", "--seed"])
+            .arg(seed.to_string())
+            .arg("--sessions")
+            .arg(sessions.to_string());
         ok(c);
         m
     }
@@ -90,9 +100,13 @@ impl<'a> Machine<'a> {
 
     /// What `export` gives for each session now (sessions with nothing to export left out).
     fn exports(&self) -> BTreeMap<String, Vec<u8>> {
-        self.agent_sessions()
-            .into_iter()
-            .filter_map(|id| self.export(&id).map(|b| (id, b)))
+        self.exports_of(&self.agent_sessions())
+    }
+
+    /// What `export` gives for each of `ids` now (those with nothing to export left out).
+    fn exports_of(&self, ids: &[String]) -> BTreeMap<String, Vec<u8>> {
+        ids.iter()
+            .filter_map(|id| self.export(id).map(|b| (id.clone(), b)))
             .collect()
     }
 
@@ -248,16 +262,21 @@ fn two_archivers_sharing_a_prefix_sweep_and_prune_at_once_without_losing_each_ot
             c.spawn().unwrap()
         };
         let (ca, cb) = (spawn(&a), spawn(&b));
-        for (child, who) in [(ca, "a"), (cb, "b")] {
+        [(ca, "a"), (cb, "b")].map(|(child, who)| {
             let out = child.wait_with_output().unwrap();
             assert!(
                 out.status.success(),
                 "sweep of {who}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-        }
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["failed"].as_array().unwrap().len(), 0, "{who}: {v}");
+            v
+        })
     };
-    sweep_both("{}");
+    let [first_a, first_b] = sweep_both("{}");
+    assert!(first_a["archived"].as_u64().unwrap() > 0, "{first_a}");
+    assert!(first_b["archived"].as_u64().unwrap() > 0, "{first_b}");
     let status_a = a.json(&["status", "--json"]);
     let status_b = b.json(&["status", "--json"]);
     let files = |s: &Value| s["archive_files"].as_u64().unwrap();
@@ -268,8 +287,12 @@ fn two_archivers_sharing_a_prefix_sweep_and_prune_at_once_without_losing_each_ot
         "each counts only its own archives"
     );
     assert_eq!(status_a["foreign_files_ignored"], files(&status_b));
-    let cap = status_a["archive_bytes"].as_u64().unwrap() / 2;
-    sweep_both(&format!(r#"{{"max_total_bytes":{cap}}}"#));
+    let bytes = |s: &Value| s["archive_bytes"].as_u64().unwrap();
+    let cap = bytes(&status_a).min(bytes(&status_b)) / 2;
+    let pruned = sweep_both(&format!(r#"{{"max_total_bytes":{cap}}}"#));
+    for p in &pruned {
+        assert!(p["prune"]["pruned"].as_u64().unwrap() > 0, "{p}");
+    }
 
     for (m, before) in [(&a, &before_a), (&b, &before_b)] {
         let objects: BTreeSet<_> = m.objects().into_iter().map(|(n, _)| n).collect();
@@ -295,13 +318,16 @@ fn two_archivers_sharing_a_prefix_sweep_and_prune_at_once_without_losing_each_ot
 }
 
 /// Kills the archiver at each S3 request `args` makes (held before it reaches the server and,
-/// in a second pass, after the server did it but before the archiver heard), then recovers
-/// and checks nothing was lost: every session exports what it did before (or was pruned, when
-/// the clean run pruned it), and `finish` completes the operation.
+/// for each request that changes the bucket, in a second pass after the server did it but
+/// before the archiver heard), then recovers
+/// and checks nothing was lost: every session exports what it did before (or, when `args`
+/// may prune, was pruned with its tombstone recorded), no meta says archived without its
+/// object, and `finish` completes the operation.
 fn killed_at_every_request(
     prefix: &str,
     setup: impl Fn(&Machine),
     args: &[&str],
+    watched: &[String],
     may_prune: bool,
     finish: impl Fn(&Machine),
 ) -> usize {
@@ -309,15 +335,25 @@ fn killed_at_every_request(
     let gate = Gate::start(&moto.endpoint);
 
     // The clean run: how many requests, and what it pruned.
-    let clean = Machine::new(&moto, &format!("{prefix}-clean"), 5);
+    let clean = Machine::with_sessions(
+        &moto,
+        &format!("{prefix}-clean"),
+        CRASH_SEED,
+        CRASH_SESSIONS,
+    );
     setup(&clean);
-    let before = clean.exports();
+    let before = clean.exports_of(watched);
+    assert_eq!(before.len(), watched.len(), "every watched session exports");
     gate.pass();
     let mut c = clean.cmd(&gate.endpoint);
     c.args(args);
     ok(c);
     let total = gate.requests();
     assert!(total > 2, "{args:?} made {total} requests");
+    let log = gate.log();
+    // Only a request that changes the bucket can be done without the archiver hearing it.
+    eprintln!("{args:?} makes these S3 requests: {log:#?}");
+    let changes = |n: usize| !log[n - 1].starts_with("GET ") && !log[n - 1].starts_with("HEAD ");
     let pruned_by_clean: BTreeSet<_> = before
         .keys()
         .filter(|id| {
@@ -334,9 +370,14 @@ fn killed_at_every_request(
     );
 
     for how in [Hold::Before, Hold::After] {
-        for n in 1..=total {
+        for n in (1..=total).filter(|&n| how == Hold::Before || changes(n)) {
             let what = format!("{args:?} killed at request {n}/{total} ({how:?})");
-            let m = Machine::new(&moto, &format!("{prefix}-{how:?}-{n}"), 5);
+            let m = Machine::with_sessions(
+                &moto,
+                &format!("{prefix}-{how:?}-{n}"),
+                CRASH_SEED,
+                CRASH_SESSIONS,
+            );
             setup(&m);
             gate.hold(n, how);
             let mut c = m.cmd(&gate.endpoint);
@@ -346,24 +387,32 @@ fn killed_at_every_request(
             let _ = child.kill();
             let _ = child.wait();
             gate.pass();
-            if held.is_none() {
-                // Retries can shift the count; a run that ended on its own is no crash.
-                continue;
-            }
+            // The run is the clean run's until the kill: it must reach request n.
+            assert!(
+                held.is_some(),
+                "{what}: the archiver ended before request {n}"
+            );
             m.ok(&["recover"]);
             let status = m.json(&["status", "--json"]);
             assert_eq!(status["pending_intents"], 0, "{what}: {status}");
+            let names: Vec<_> = m.objects().into_iter().map(|(n, _)| n).collect();
             for (id, bytes) in &before {
+                let meta = meta(&m.data, id);
                 match m.export(id) {
                     Some(got) => assert_eq!(&got, bytes, "{what}: {id} changed"),
+                    // Which archives a prune picks depends on their ages, which the bucket
+                    // stamps (the clean run's may differ by a second): an archive pruned here
+                    // is no loss if its session records the tombstone.
                     None => assert!(
-                        pruned_by_clean.contains(id),
-                        "{what}: {id} lost (not one the clean run pruned)"
+                        may_prune
+                            && meta["session:archive_pruned_at"]
+                                .as_i64()
+                                .is_some_and(|t| t > 0)
+                            && meta["session:archived_at"].is_null(),
+                        "{what}: {id} lost without a tombstone: {meta}"
                     ),
                 }
-                let meta = meta(&m.data, id);
                 if meta["session:archived_at"].as_i64().is_some_and(|t| t > 0) {
-                    let names: Vec<_> = m.objects().into_iter().map(|(n, _)| n).collect();
                     assert!(
                         names.contains(&format!("{id}.jsonl.gz")),
                         "{what}: {id} archived without its object"
@@ -381,7 +430,7 @@ fn an_archive_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
     let planned_first = |m: &Machine| planned_archives(&m.json(&["plan", "--json"]))[0].clone();
     // The id is the same in every copy (same seed): take it from a throwaway plan.
     let moto = started_moto();
-    let probe = Machine::new(&moto, "probe", 5);
+    let probe = Machine::with_sessions(&moto, "probe", CRASH_SEED, CRASH_SESSIONS);
     let id = planned_first(&probe);
     drop(probe);
     drop(moto);
@@ -395,7 +444,14 @@ fn an_archive_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
             .iter()
             .any(|(n, _)| *n == format!("{id}.jsonl.gz")));
     };
-    let t = killed_at_every_request("archive", |_| {}, &["archive", &id], false, finish);
+    let t = killed_at_every_request(
+        "archive",
+        |_| {},
+        &["archive", &id],
+        std::slice::from_ref(&id),
+        false,
+        finish,
+    );
     eprintln!("archive makes {t} S3 requests; the archiver was killed at each");
 }
 
@@ -406,11 +462,22 @@ fn a_prune_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
         m.json(&["sweep", "--json"]);
     };
     let moto = started_moto();
-    let probe = Machine::new(&moto, "probe", 5);
+    let probe = Machine::with_sessions(&moto, "probe", CRASH_SEED, CRASH_SESSIONS);
     setup(&probe);
     let bytes = probe.json(&["status", "--json"])["archive_bytes"]
         .as_u64()
         .unwrap();
+    // Only archived sessions can lose anything to a prune.
+    let archived: Vec<String> = probe
+        .agent_sessions()
+        .into_iter()
+        .filter(|id| {
+            meta(&probe.data, id)["session:archived_at"]
+                .as_i64()
+                .is_some()
+        })
+        .collect();
+    assert!(archived.len() >= 3, "{archived:?}");
     drop(probe);
     drop(moto);
     let config = format!(r#"{{"max_total_bytes":{}}}"#, bytes / 3);
@@ -424,6 +491,6 @@ fn a_prune_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
             "{status}"
         );
     };
-    let t = killed_at_every_request("prune", setup, &args, true, finish);
+    let t = killed_at_every_request("prune", setup, &args, &archived, true, finish);
     eprintln!("the pruning sweep makes {t} S3 requests; the archiver was killed at each");
 }

@@ -211,6 +211,8 @@ pub enum Hold {
 #[derive(Default)]
 struct GateState {
     requests: usize,
+    /// Request lines (`PUT /bucket/key HTTP/1.1`) in order.
+    log: Vec<String>,
     hold: Option<(usize, Hold)>,
     held: Option<String>,
 }
@@ -267,6 +269,11 @@ impl Gate {
         self.state.0.lock().unwrap().requests
     }
 
+    /// Their request lines (`PUT /bucket/key HTTP/1.1`), in order.
+    pub fn log(&self) -> Vec<String> {
+        self.state.0.lock().unwrap().log.clone()
+    }
+
     /// Waits until the request to hold arrived; returns its request line. `None` when
     /// `done()` says the client finished first (it made fewer requests).
     pub fn wait_held(&self, mut done: impl FnMut() -> bool) -> Option<String> {
@@ -319,6 +326,7 @@ fn serve(
             let (m, cv) = &**state;
             let mut st = m.lock().unwrap();
             st.requests += 1;
+            st.log.push(head[0].clone());
             let n = st.requests;
             match st.hold {
                 Some((at, how)) if at == n => {
