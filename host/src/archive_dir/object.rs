@@ -58,6 +58,9 @@ pub struct S3Options {
     pub endpoint: Option<String>,
     /// The bucket's region (default: `AWS_REGION`, else `us-east-1`).
     pub region: Option<String>,
+    /// Access key id and secret, for an embedder that does not keep them in the environment
+    /// (the CLI reads them from `AWS_*` only, never from its command line).
+    pub credentials: Option<(String, String)>,
 }
 
 /// An archive directory in an object store, under one prefix. `Clone` shares the store.
@@ -191,6 +194,11 @@ impl ObjectArchiveDir {
         }
         if let Some(region) = &options.region {
             builder = builder.with_region(region);
+        }
+        if let Some((id, secret)) = &options.credentials {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
         }
         // A plain-http endpoint is a local or private server the user named on purpose.
         if builder

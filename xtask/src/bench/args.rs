@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// Keep the corpus directory instead of deleting it.
     #[arg(long)]
     pub keep: bool,
-    /// Run only these groups (comma-separated: policy, noop, single, sweep, memory); implies
+    /// Run only these groups (comma-separated: policy, noop, single, sweep, memory, s3); implies
     /// --no-readme.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -88,7 +88,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     println!("corpus in {}", work.path().display());
     let started = Instant::now();
     let load_before = loadavg();
-    const GROUPS: [&str; 5] = ["policy", "noop", "single", "sweep", "memory"];
+    const GROUPS: [&str; 6] = ["policy", "noop", "single", "sweep", "memory", "s3"];
     if let Some(bad) = args.only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
         bail!(
             "--only: unknown group {bad:?} (groups: {})",
@@ -111,6 +111,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     }
     if wanted("memory") {
         bench.memory_group()?;
+    }
+    if wanted("s3") {
+        bench.s3_group()?;
     }
     let load_after = loadavg();
     let machine = Machine::probe(load_before, load_after, started.elapsed());

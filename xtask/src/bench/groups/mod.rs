@@ -3,6 +3,7 @@
 
 mod memory;
 mod policy;
+mod s3;
 mod selection;
 mod single;
 mod sweep;
