@@ -314,7 +314,8 @@ fn serve(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
-    while let Some(head) = read_head(&mut reader)? {
+    // One request per connection: the answer tells the client to close it.
+    if let Some(head) = read_head(&mut reader)? {
         let len: usize = head
             .iter()
             .filter_map(|h| h.split_once(':'))
@@ -370,7 +371,6 @@ fn serve(
         client.write_all(&answer)?;
         client.flush()?;
         let _ = client.shutdown(Shutdown::Both);
-        return Ok(());
     }
     Ok(())
 }

@@ -64,7 +64,10 @@ impl Bench {
             // 2
             Row::new("restore from a directory", tput),
             // 3
-            Row::new("restore from S3 (moto on 127.0.0.1: one streamed GET)", tput),
+            Row::new(
+                "restore from S3 (moto on 127.0.0.1: one streamed GET)",
+                tput,
+            ),
         ];
         rows[2].vs = Some(2);
         rows[3].vs = Some(2);
@@ -83,9 +86,17 @@ impl Bench {
         };
         let cycle = |a: &session_archiver::Archiver| -> Result<Vec<f64>> {
             let (ta, out) = timed(|| Ok(a.archive(id)?))?;
-            ensure!(out.value.raw_bytes == bytes, "archived {}", out.value.raw_bytes);
+            ensure!(
+                out.value.raw_bytes == bytes,
+                "archived {}",
+                out.value.raw_bytes
+            );
             let (tr, r) = timed(|| Ok(a.restore(id)?))?;
-            ensure!(r.value.archived_bytes == bytes, "restored {}", r.value.archived_bytes);
+            ensure!(
+                r.value.archived_bytes == bytes,
+                "restored {}",
+                r.value.archived_bytes
+            );
             Ok(vec![ta, tr])
         };
         let cases = vec![
