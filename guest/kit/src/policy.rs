@@ -27,7 +27,18 @@ pub fn validate_config<P: Policy>(config: &str) -> Result<String, Error> {
 /// `archive`.
 pub fn archive<P: Policy>(config: &str, id: &str) -> Result<api::ArchiveOutcome, Error> {
     let p = P::from_config(config)?;
-    ops::archive(&WitHost, id, p.level())
+    ops::archive_with(&WitHost, id, p.level(), p.parallel())
+}
+
+/// `compress-member`.
+pub fn compress_member<P: Policy>(
+    config: &str,
+    id: &str,
+    offset: u64,
+    length: u64,
+) -> Result<api::Member, Error> {
+    let p = P::from_config(config)?;
+    ops::compress_member(&WitHost, id, offset, length, p.level())
 }
 
 /// `restore`.
@@ -104,6 +115,17 @@ macro_rules! export_policy {
                 $crate::ops::Error,
             > {
                 $crate::policy::export::<$policy>(&config, &id)
+            }
+            fn compress_member(
+                config: String,
+                id: String,
+                offset: u64,
+                length: u64,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::Member,
+                $crate::ops::Error,
+            > {
+                $crate::policy::compress_member::<$policy>(&config, &id, offset, length)
             }
             fn plan(
                 config: String,

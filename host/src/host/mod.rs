@@ -9,6 +9,7 @@ pub mod clock;
 pub mod export_sink;
 pub mod files;
 pub mod log;
+pub mod members;
 pub mod objects;
 pub mod scope;
 
@@ -77,6 +78,10 @@ pub enum HostTrap {
     /// The backend asked to stop at once (crash simulation in tests).
     #[error("the host halted the policy: {0}")]
     Halt(String),
+    /// A helper instance compressing one of the operation's parallel members failed (trapped,
+    /// hit a limit, was halted): the operation cannot go on either.
+    #[error("{0}")]
+    Helper(String),
     /// The guest misused an import (a bad resource handle).
     #[error("the policy misused a host import: {0}")]
     Misuse(String),
@@ -299,6 +304,8 @@ pub struct HostState {
     /// What it may open and write, and what it has used.
     pub(crate) quotas: Quotas,
     pub(crate) usage: Usage,
+    /// How `members.write-members` starts helpers; `None` outside `archive`.
+    pub(crate) members: Option<members::MemberCtx>,
 }
 
 impl HostState {
@@ -317,6 +324,7 @@ impl HostState {
             scope: OpScope::unrestricted(Op::Info),
             quotas: Quotas::default(),
             usage: Usage::default(),
+            members: None,
         }
     }
 
@@ -373,6 +381,12 @@ impl HostState {
         }
         self.usage.written = wanted;
         Ok(())
+    }
+
+    /// Lets the operation compress parallel members on helper instances.
+    pub fn with_members(mut self, ctx: members::MemberCtx) -> Self {
+        self.members = Some(ctx);
+        self
     }
 
     /// Attaches the export sink.
