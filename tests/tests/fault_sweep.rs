@@ -68,6 +68,18 @@ fn a_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
 }
 
 #[test]
+fn an_archive_written_as_parallel_members_failing_at_any_call_loses_nothing_and_completes() {
+    let t = sweep_faults(Operation::ArchiveMembers);
+    eprintln!("fault sweep: archive as members makes {t} calls; each failed in turn");
+}
+
+#[test]
+fn a_sweep_writing_parallel_members_failing_at_any_call_loses_nothing_and_completes() {
+    let t = sweep_faults(Operation::SweepMembers);
+    eprintln!("fault sweep: the sweep with members makes {t} calls; each failed in turn");
+}
+
+#[test]
 fn one_failing_session_never_stops_the_sweep() {
     // The first archive the sweep starts cannot create its file; the sweep reports that session,
     // archives the other, and the failed archive leaves no intent behind.

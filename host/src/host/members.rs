@@ -9,8 +9,8 @@
 //! while it runs, and its member helpers run on that slot plus whatever slots are free when a
 //! member is started ([`WorkerPool::try_acquire`], never a blocking wait, so an operation that
 //! holds a slot never waits for another: no deadlock however sweep workers and members mix).
-//! Memory stays bounded: at most a window of `2 × workers` members is started ahead of the one
-//! being written, and a member is a few MiB at most.
+//! Memory stays bounded: at most a window of `2 × workers` members (one, with one worker) is
+//! started ahead of the one being written, and a member is a few MiB at most.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -231,7 +231,13 @@ fn write_all(
     id: &str,
     ranges: &[(u64, u64)],
 ) -> Result<Vec<MemberWritten>, HostError> {
-    let window = 2 * ctx.pool.size().max(1);
+    // How far helpers may run ahead of the member being written. With one worker, one member
+    // at a time: compress, write, compress, ... (the store calls then come in one fixed order,
+    // which the fault and crash sweeps rely on).
+    let window = match ctx.pool.size() {
+        1 => 1,
+        n => 2 * n,
+    };
     let work = Mutex::new(Work {
         next: 0,
         done: BTreeMap::new(),

@@ -293,6 +293,28 @@ mod tests {
     }
 
     #[test]
+    fn a_member_helper_may_only_read_its_sessions_output() {
+        let s = OpScope {
+            op: Op::Archive,
+            session: Some("a".into()),
+            scope: Scope::Member("a".into()),
+        };
+        assert!(s.file("files.read", "a", OUTPUT, Access::Read).is_ok());
+        assert!(s.file("files.stat", "a", OUTPUT, Access::Read).is_ok());
+        assert!(refused(s.file("files.append", "a", OUTPUT, Access::Write)));
+        assert!(refused(s.file("files.read", "a", "outnew", Access::Read)));
+        assert!(refused(s.file("files.read", "b", OUTPUT, Access::Read)));
+        assert!(refused(s.object("objects.get", "a", Access::Read)));
+        assert!(refused(s.list_objects("objects.list")));
+        assert!(refused(s.archive(
+            "archive-dir.open",
+            "a.jsonl.gz",
+            Access::Read
+        )));
+        assert!(s.list_archives("archive-dir.list").is_err());
+    }
+
+    #[test]
     fn a_session_scope_reaches_only_its_own_zone_object_and_archive() {
         let s = OpScope::for_op(Op::Archive, Some("a"), Vec::new());
         assert!(s.file("files.read", "a", "output", Access::Write).is_ok());
