@@ -40,7 +40,9 @@ pub struct ArchiverOptions {
     /// Policy configuration, JSON text (`{}`: the policy's defaults). Checked by the policy's
     /// `validate-config` when the archiver is built.
     pub config: String,
-    /// Parallel archive workers in a sweep; `None`: the machine's available parallelism.
+    /// Parallel archive workers in a sweep, and the most instances one large session's parallel
+    /// gzip members run on at once (one pool for both); `None`: the machine's available
+    /// parallelism.
     pub workers: Option<usize>,
     /// Per-session exclusion.
     pub locks: SessionLocks,
