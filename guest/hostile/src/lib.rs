@@ -354,6 +354,17 @@ impl Guest for Component {
         })
     }
 
+    fn verify_member(
+        config: String,
+        _member: Vec<u8>,
+        _raw_len: u64,
+        _crc32: u32,
+    ) -> Result<(), api::Error> {
+        let m = mode_for(&config, "verify-member")?;
+        misbehave(m, None)?;
+        Ok(())
+    }
+
     fn recover(config: String, id: String) -> Result<api::RecoverReport, api::Error> {
         let m = mode_for(&config, "recover")?;
         misbehave(m, Some(&id))?;

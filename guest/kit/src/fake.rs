@@ -719,4 +719,28 @@ impl Host for FakeHost {
         }
         Ok(out)
     }
+    /// Splits the stored archive by the members' sizes and runs the kit's own `verify_member`
+    /// on each, as the real host does on helper instances.
+    fn verify_members(
+        &self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, archive_dir::Error> {
+        fail!(self, "members.verify-members", archive_dir::Error::Io);
+        let data = self
+            .archive(name)
+            .ok_or_else(|| archive_dir::Error::NotFound(name.to_string()))?;
+        let mut rest = &data[..];
+        for (i, m) in members.iter().enumerate() {
+            if (rest.len() as u64) < m.gz_len {
+                return Ok(Some(format!("archive {name} ends inside member {i}")));
+            }
+            let (bytes, tail) = rest.split_at(m.gz_len as usize);
+            if let Err(e) = crate::ops::verify_member(bytes, m.raw_len, m.crc32) {
+                return Ok(Some(format!("member {i} of {name}: {e:?}")));
+            }
+            rest = tail;
+        }
+        Ok((!rest.is_empty()).then(|| format!("archive {name} has bytes after its members")))
+    }
 }

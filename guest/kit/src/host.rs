@@ -96,6 +96,13 @@ pub trait Host {
         length: u64,
         member_bytes: u64,
     ) -> Result<Vec<MemberWritten>, archive_dir::Error>;
+    /// Reads archive `name` back and checks it is exactly `members`, in parallel (the WIT
+    /// `members.verify-members`): `Some(what is wrong)` when it is not.
+    fn verify_members(
+        &self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, archive_dir::Error>;
 }
 
 /// The real imports of the `archive-policy` world.
@@ -225,6 +232,13 @@ impl Host for WitHost {
         member_bytes: u64,
     ) -> Result<Vec<MemberWritten>, archive_dir::Error> {
         members::write_members(w, id, offset, length, member_bytes)
+    }
+    fn verify_members(
+        &self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, archive_dir::Error> {
+        members::verify_members(name, members)
     }
 }
 

@@ -53,6 +53,17 @@ pub fn export<P: Policy>(config: &str, id: &str) -> Result<api::ExportOutcome, E
     ops::export(&WitHost, id, p.max_restore_bytes())
 }
 
+/// `verify-member`: the config is checked so a bad one fails every call the same way.
+pub fn verify_member<P: Policy>(
+    config: &str,
+    member: &[u8],
+    raw_len: u64,
+    crc32: u32,
+) -> Result<(), Error> {
+    P::from_config(config)?;
+    ops::verify_member(member, raw_len, crc32)
+}
+
 /// `plan`.
 pub fn plan<P: Policy>(config: &str, scope: api::PlanScope) -> Result<api::SweepPlan, Error> {
     ops::plan(&WitHost, &P::from_config(config)?, scope)
@@ -126,6 +137,14 @@ macro_rules! export_policy {
                 $crate::ops::Error,
             > {
                 $crate::policy::compress_member::<$policy>(&config, &id, offset, length)
+            }
+            fn verify_member(
+                config: String,
+                member: Vec<u8>,
+                raw_len: u64,
+                crc32: u32,
+            ) -> Result<(), $crate::ops::Error> {
+                $crate::policy::verify_member::<$policy>(&config, &member, raw_len, crc32)
             }
             fn plan(
                 config: String,

@@ -221,6 +221,14 @@ impl Host for HostState {
             write_all(s, &w, &ctx, &id, &ranges)
         })
     }
+
+    fn verify_members(
+        &mut self,
+        name: String,
+        members: Vec<MemberWritten>,
+    ) -> Result<Option<String>, HostError> {
+        self.call(|s| s.verify_members_impl(&name, &members))
+    }
 }
 
 /// Compresses `ranges` on helper threads and writes the members in order.
@@ -393,4 +401,208 @@ fn append(
         writer.write(chunk)?;
     }
     Ok(())
+}
+
+/// A verify job's failure: the archive is corrupt (a message for the guest), or a helper failed.
+enum VerifyFail {
+    Corrupt(String),
+    Helper(HelperError),
+}
+
+/// Shared between the reading thread and the verify helpers.
+struct Checks {
+    /// Members read and not yet taken: (index, bytes, raw length, CRC-32).
+    pending: std::collections::VecDeque<(usize, Vec<u8>, u64, u32)>,
+    /// Members being verified now.
+    in_flight: usize,
+    /// No more members will be queued.
+    closed: bool,
+    /// The first failure; helpers stop taking members.
+    failed: Option<VerifyFail>,
+}
+
+/// Runs `verify-member` for one member on a fresh instance (it needs no imports: the scope
+/// allows nothing but reads of the session's output).
+fn verify_one(
+    ctx: &MemberCtx,
+    id: &str,
+    i: usize,
+    bytes: Vec<u8>,
+    raw_len: u64,
+    crc32: u32,
+) -> Result<(), VerifyFail> {
+    let result = ctx.runtime.run_scoped(
+        &ctx.policy,
+        &ctx.stores,
+        helper_scope(id),
+        Some(id),
+        |g, s| g.call_verify_member(s, &ctx.config, &bytes, raw_len, crc32),
+    );
+    match result {
+        Ok(((), _)) => Ok(()),
+        Err(ArchiverError::Policy {
+            error: PolicyError::Corrupt(m),
+            ..
+        }) => Err(VerifyFail::Corrupt(format!("member {i}: {m}"))),
+        Err(ArchiverError::Policy { error, .. }) => Err(VerifyFail::Helper(HelperError::Store(
+            StoreError::Io(format!(
+                "verify-member {i} of {id}: {}",
+                crate::error::describe_policy_error(&error)
+            )),
+        ))),
+        Err(e) => Err(VerifyFail::Helper(HelperError::Trap(format!(
+            "a member verify helper of {id} failed: {e}"
+        )))),
+    }
+}
+
+/// Reads exactly `len` bytes from `reader` (fewer at the end of the file), counting them as read
+/// by the operation.
+fn read_exact(
+    s: &mut HostState,
+    reader: &mut dyn crate::archive_dir::ArchiveReader,
+    len: u64,
+) -> Result<Vec<u8>, HostError> {
+    let mut out = Vec::with_capacity(len as usize);
+    while (out.len() as u64) < len {
+        let want = (len - out.len() as u64).min(MAX_CHUNK_BYTES as u64) as usize;
+        let chunk = reader.read(want)?;
+        if chunk.is_empty() {
+            break;
+        }
+        s.usage.archive_read = s.usage.archive_read.saturating_add(chunk.len() as u64);
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+impl HostState {
+    /// `members.verify-members`: see the WIT.
+    fn verify_members_impl(
+        &mut self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, HostError> {
+        crate::archive_dir::validate_archive_name(name)?;
+        self.scope
+            .archive("members.verify-members", name, Access::Read)?;
+        if members.is_empty() || members.iter().any(|m| m.gz_len > MAX_MEMBER_BYTES) {
+            return Err(HostError::invalid(format!(
+                "verify of {name}: no members, or a member over {MAX_MEMBER_BYTES} bytes"
+            )));
+        }
+        let ctx = self.members.clone().ok_or_else(|| {
+            HostError::invalid(format!(
+                "verify of {name}: parallel members are only available to archive"
+            ))
+        })?;
+        let id = name
+            .strip_suffix(super::scope::ARCHIVE_SUFFIX)
+            .unwrap_or(name)
+            .to_string();
+        let mut reader = self.stores.archive_dir.open(name)?;
+        let window = match ctx.pool.size() {
+            1 => 1,
+            n => 2 * n,
+        };
+        let checks = Mutex::new(Checks {
+            pending: std::collections::VecDeque::new(),
+            in_flight: 0,
+            closed: false,
+            failed: None,
+        });
+        let changed = Condvar::new();
+        let lock = || checks.lock().unwrap_or_else(|e| e.into_inner());
+        let helper = |_slot: Option<Slot>| loop {
+            let (i, bytes, raw_len, crc) = {
+                let mut g = lock();
+                loop {
+                    if g.failed.is_some() {
+                        return;
+                    }
+                    if let Some(job) = g.pending.pop_front() {
+                        g.in_flight += 1;
+                        break job;
+                    }
+                    if g.closed {
+                        return;
+                    }
+                    g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let result = verify_one(&ctx, &id, i, bytes, raw_len, crc);
+            let mut g = lock();
+            g.in_flight -= 1;
+            if let Err(e) = result {
+                g.failed.get_or_insert(e);
+            }
+            changed.notify_all();
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| helper(None));
+            let mut helpers = 1;
+            let mut read_failure = None;
+            let mut corrupt = None;
+            for (i, m) in members.iter().enumerate() {
+                let bytes = match read_exact(self, reader.as_mut(), m.gz_len) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        read_failure = Some(e);
+                        break;
+                    }
+                };
+                if (bytes.len() as u64) < m.gz_len {
+                    corrupt = Some(format!("the file ends inside member {i}"));
+                    break;
+                }
+                {
+                    let mut g = lock();
+                    while g.failed.is_none() && g.pending.len() + g.in_flight >= window {
+                        g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if g.failed.is_some() {
+                        break;
+                    }
+                    g.pending.push_back((i, bytes, m.raw_len, m.crc32));
+                    changed.notify_all();
+                }
+                if helpers < members.len() {
+                    if let Some(slot) = ctx.pool.try_acquire() {
+                        let h = &helper;
+                        scope.spawn(move || h(Some(slot)));
+                        helpers += 1;
+                    }
+                }
+            }
+            if read_failure.is_none() && corrupt.is_none() {
+                match read_exact(self, reader.as_mut(), 1) {
+                    Ok(tail) if !tail.is_empty() => {
+                        corrupt = Some("bytes follow the last member".to_string())
+                    }
+                    Ok(_) => {}
+                    Err(e) => read_failure = Some(e),
+                }
+            }
+            // Let the helpers drain the queue (or stop on a failure) and wait for them.
+            let mut g = lock();
+            g.closed = true;
+            if read_failure.is_some() || corrupt.is_some() {
+                g.pending.clear();
+            }
+            changed.notify_all();
+            while g.in_flight > 0 || (g.failed.is_none() && !g.pending.is_empty()) {
+                g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            let failed = g.failed.take();
+            drop(g);
+            if let Some(e) = read_failure {
+                return Err(e);
+            }
+            match failed {
+                Some(VerifyFail::Helper(e)) => Err(helper_failure(e)),
+                Some(VerifyFail::Corrupt(m)) => Ok(Some(m)),
+                None => Ok(corrupt),
+            }
+        })
+    }
 }

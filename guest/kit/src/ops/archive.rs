@@ -1,14 +1,14 @@
 //! `archive`: live output into a verified gzip archive, recorded in meta, then the live copy
 //! deleted only if it did not change meanwhile.
 
-use super::stream::{copy_file_range, verify_archive, write_archive};
+use super::stream::{copy_file_range, verify_archive, verify_members, write_archive};
 use super::{
     archive_name, best_effort, clear_intent, entry_record, first_held, parse_meta,
     remove_if_present, stat_record, update, Error, OUTPUT_FILE,
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::decisions::{Parallel, MAX_MEMBER_BYTES};
-use crate::gzip::GzEncoder;
+use crate::gzip::{GzDecoder, GzEncoder};
 use crate::host::{dir_err, file_err, files, obj_err, Host, Level};
 use crate::meta::{keys, EntryRecord, Intent, Meta, Patch};
 
@@ -58,6 +58,25 @@ pub fn compress_member<H: Host>(
         crc32,
         bytes,
     })
+}
+
+/// Checks that `member` is one complete gzip member of `raw_len` bytes with CRC-32 `crc32`: see
+/// the WIT `policy.verify-member`.
+pub fn verify_member(member: &[u8], raw_len: u64, crc32: u32) -> Result<(), Error> {
+    let mut dec = GzDecoder::new(raw_len);
+    dec.write::<Error>(member, &mut |_| Ok(()))
+        .map_err(|e| Error::Corrupt(format!("member does not inflate: {e:?}")))?;
+    let got = dec
+        .finish()
+        .map_err(|e| Error::Corrupt(format!("member does not inflate: {e}")))?;
+    if got.members != 1 || got.raw_len != raw_len || got.crc32 != crc32 {
+        return Err(Error::Corrupt(format!(
+            "member holds {} gzip member(s) of {} bytes with CRC-32 {:#010x}, expected one of \
+             {raw_len} bytes with {crc32:#010x}",
+            got.members, got.raw_len, got.crc32
+        )));
+    }
+    Ok(())
 }
 
 /// [`archive`] with the policy's [`Parallel`] settings.
@@ -130,21 +149,27 @@ pub fn archive_with<H: Host>(
     update(h, id, Patch::new().intent(&intent))?;
 
     // Written, then verified by reading it back: nothing is recorded for an archive we cannot read.
-    let written = match write_archive(h, id, &name, from, stat.size, level, parallel)
-        .and_then(|w| verify_archive(h, &name, w.raw_len, Some(w.crc32)).map(|()| w))
-    {
-        Ok(w) => w,
-        Err(e) => {
-            // The writer aborts on a write error; a committed but unverifiable archive is ours.
-            best_effort(
-                h,
-                "remove unverified archive",
-                remove_ours(h, &name, &intent),
-            );
-            best_effort(h, "clear intent", clear_intent(h, id));
-            return Err(e);
-        }
-    };
+    let written =
+        match write_archive(h, id, &name, from, stat.size, level, parallel).and_then(|w| {
+            match &w.members {
+                // Parallel members are read back and checked member by member in parallel.
+                Some(members) => verify_members(h, &name, members)?,
+                None => verify_archive(h, &name, w.raw_len, Some(w.crc32))?,
+            }
+            Ok(w)
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                // The writer aborts on a write error; a committed but unverifiable archive is ours.
+                best_effort(
+                    h,
+                    "remove unverified archive",
+                    remove_ours(h, &name, &intent),
+                );
+                best_effort(h, "clear intent", clear_intent(h, id));
+                return Err(e);
+            }
+        };
 
     let archived = Patch::new()
         .set(keys::ARCHIVED_AT, now)
@@ -332,6 +357,43 @@ mod tests {
         assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
         assert!(h.archive("s1.jsonl.gz").is_none());
         assert!(h.meta(ID).get(keys::INTENT).is_none());
+    }
+
+    #[test]
+    fn parallel_members_that_do_not_read_back_keep_the_live_copy() {
+        let data = body(20_000);
+        let h = host_with_session(&data);
+        h.state.borrow_mut().corrupt_next_commit = true;
+        let parallel = crate::decisions::Parallel {
+            min_bytes: 1000,
+            member_bytes: 100_000,
+        };
+        let err = ops::archive_with(&h, ID, 6, parallel).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+        assert!(h
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("members.verify-members")));
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+        assert!(h.archive("s1.jsonl.gz").is_none(), "bad archive removed");
+        let m = h.meta(ID);
+        assert!(m.get(keys::ARCHIVED_AT).is_none() && m.get(keys::INTENT).is_none());
+    }
+
+    #[test]
+    fn a_member_verifies_only_against_its_own_length_and_crc() {
+        let data = body(3000);
+        let gz = gzip::compress(&data, 6).unwrap();
+        let crc = crc32fast::hash(&data);
+        assert!(ops::verify_member(&gz, data.len() as u64, crc).is_ok());
+        assert!(ops::verify_member(&gz, data.len() as u64 - 1, crc).is_err());
+        assert!(ops::verify_member(&gz, data.len() as u64, crc ^ 1).is_err());
+        assert!(ops::verify_member(&gz[..gz.len() - 1], data.len() as u64, crc).is_err());
+        let two = [gz.clone(), gzip::compress(b"", 6).unwrap()].concat();
+        assert!(
+            ops::verify_member(&two, data.len() as u64, crc).is_err(),
+            "one member only"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{Error, CHUNK, OUTPUT_FILE};
 use crate::decisions::Parallel;
 use crate::gzip::{crc32_combine, DecodeSummary, GzDecoder, GzEncoder};
 use crate::host::{
-    archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, FileStat, Host,
+    archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, FileStat, Host, MemberWritten,
 };
 
 /// Collects small pieces into ~1 MiB chunks before handing them to a host call.
@@ -193,6 +193,8 @@ pub(super) struct Written {
     pub(super) raw_len: u64,
     pub(super) crc32: u32,
     pub(super) gz_bytes: u64,
+    /// The members the host wrote, on the parallel path.
+    pub(super) members: Option<Vec<MemberWritten>>,
 }
 
 /// Streams `output[from..to)` through gzip into a new archive `name` and commits it; on any error
@@ -213,12 +215,13 @@ pub(super) fn write_archive<H: Host>(
         .map_err(|e| dir_err("create archive", e))?;
     if to - from >= parallel.min_bytes {
         let result = write_members(h, &writer, id, from, to, parallel.member_bytes).and_then(
-            |(raw_len, crc32)| {
+            |(raw_len, crc32, members)| {
                 let entry = writer.commit().map_err(|e| dir_err("commit archive", e))?;
                 Ok(Written {
                     raw_len,
                     crc32,
                     gz_bytes: entry.size,
+                    members: Some(members),
                 })
             },
         );
@@ -245,6 +248,7 @@ pub(super) fn write_archive<H: Host>(
             raw_len,
             crc32,
             gz_bytes: entry.size,
+            members: None,
         })
     })();
     if result.is_err() {
@@ -263,7 +267,7 @@ fn write_members<H: Host>(
     from: u64,
     to: u64,
     member_bytes: u64,
-) -> Result<(u64, u32), Error> {
+) -> Result<(u64, u32, Vec<MemberWritten>), Error> {
     let members = h
         .write_members(writer, id, from, to - from, member_bytes)
         .map_err(|e| dir_err("write archive members", e))?;
@@ -279,5 +283,22 @@ fn write_members<H: Host>(
             to - from
         )));
     }
-    Ok((raw_len, crc))
+    Ok((raw_len, crc, members))
+}
+
+/// Has the host read the committed archive `name` back and check it is exactly `members` (each
+/// inflated to its length and CRC-32, in parallel); any difference is `corrupt`.
+pub(super) fn verify_members<H: Host>(
+    h: &H,
+    name: &str,
+    members: &[MemberWritten],
+) -> Result<(), Error> {
+    match h.verify_members(name, members) {
+        Ok(None) => Ok(()),
+        Ok(Some(what)) => Err(Error::Corrupt(format!("archive {name}: {what}"))),
+        Err(archive_dir::Error::NotFound(_)) => {
+            Err(Error::Corrupt(format!("archive {name} is missing")))
+        }
+        Err(e) => Err(dir_err("verify archive members", e)),
+    }
 }
