@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::bindings::guest::{self, PlanScope};
 use crate::error::{describe_policy_error, ArchiverError, Op, PolicyError};
+use crate::host::members::{MemberCtx, WorkerPool};
 use crate::host::{HostState, Stores};
 use crate::locks::SessionLocks;
 use crate::policy::{LoadedPolicy, PolicyId, PolicySlot};
@@ -39,7 +40,9 @@ pub struct ArchiverOptions {
     /// Policy configuration, JSON text (`{}`: the policy's defaults). Checked by the policy's
     /// `validate-config` when the archiver is built.
     pub config: String,
-    /// Parallel archive workers in a sweep; `None`: the machine's available parallelism.
+    /// Parallel archive workers in a sweep, and the most instances one large session's parallel
+    /// gzip members run on at once (one pool for both); `None`: the machine's available
+    /// parallelism.
     pub workers: Option<usize>,
     /// Per-session exclusion.
     pub locks: SessionLocks,
@@ -81,6 +84,8 @@ pub struct Archiver {
     /// The raw config; the lock also serialises `set_config` against `swap_policy`.
     config: Mutex<String>,
     workers: usize,
+    /// The `workers` slots archive operations and their parallel members share.
+    pool: Arc<WorkerPool>,
     locks: SessionLocks,
 }
 
@@ -126,6 +131,7 @@ impl Archiver {
             slot: PolicySlot::new(policy),
             config: Mutex::new(String::new()),
             workers,
+            pool: WorkerPool::new(workers),
             locks: options.locks,
         };
         archiver.set_config(&options.config)?;
@@ -226,16 +232,33 @@ impl Archiver {
             &str,
         ) -> wasmtime::Result<Result<T, PolicyError>>,
     ) -> Result<Served<T>, ArchiverError> {
-        let (value, _) = self.runtime.run(
-            &snap.policy,
-            &self.stores,
-            None,
-            RunOp {
-                locks: Some(&self.locks),
-                ..RunOp::new(op, target)
-            },
-            |g, s| call(g, s, &snap.config),
-        )?;
+        let (value, _) = if op == Op::Archive {
+            // An archive holds one worker slot for its whole run; its parallel members take
+            // more only when they are free (see `host::members`).
+            let _slot = self.pool.acquire();
+            let ctx = MemberCtx {
+                runtime: self.runtime.clone(),
+                stores: self.stores.clone(),
+                policy: snap.policy.clone(),
+                config: snap.config.clone(),
+                pool: self.pool.clone(),
+            };
+            self.runtime
+                .run_with_members(&snap.policy, &self.stores, ctx, op, target, |g, s| {
+                    call(g, s, &snap.config)
+                })?
+        } else {
+            self.runtime.run(
+                &snap.policy,
+                &self.stores,
+                None,
+                RunOp {
+                    locks: Some(&self.locks),
+                    ..RunOp::new(op, target)
+                },
+                |g, s| call(g, s, &snap.config),
+            )?
+        };
         Ok(Served {
             policy: snap.policy.id(),
             value,

@@ -217,7 +217,8 @@ impl ArchiverBuilder {
         self
     }
 
-    /// Parallel archive workers in a sweep (default: the machine's available parallelism).
+    /// Parallel archive workers in a sweep, shared with large sessions' parallel gzip members
+    /// (default: the machine's available parallelism).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
         self

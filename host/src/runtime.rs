@@ -17,6 +17,7 @@ use crate::archive_dir::{ArchiveDir, ArchiveReader, ArchiveWriter, Entry};
 use crate::bindings::{guest, ArchivePolicy, ArchivePolicyPre, WIT_PACKAGE, WIT_VERSION};
 use crate::compile_cache;
 use crate::error::{ArchiverError, LimitKind, Op, PolicyError};
+use crate::host::members::MemberCtx;
 use crate::host::{HostState, HostTrap, OpScope, Quotas, Stores};
 use crate::policy::LoadedPolicy;
 use crate::store::{
@@ -421,6 +422,49 @@ impl Runtime {
         RunOp { op, target, locks }: RunOp<'_>,
         f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
     ) -> Result<(R, u64), ArchiverError> {
+        let scope = op_scope(stores, op, target)?;
+        self.run_in(policy, stores, sink, None, locks, scope, target, f)
+    }
+
+    /// [`Runtime::run`] for `archive`, whose `members.write-members` starts helpers with `ctx`.
+    pub(crate) fn run_with_members<R>(
+        &self,
+        policy: &LoadedPolicy,
+        stores: &Stores,
+        ctx: MemberCtx,
+        op: Op,
+        target: Option<&str>,
+        f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
+    ) -> Result<(R, u64), ArchiverError> {
+        let scope = op_scope(stores, op, target)?;
+        self.run_in(policy, stores, None, Some(ctx), None, scope, target, f)
+    }
+
+    /// [`Runtime::run`] with an explicit scope (a member helper's).
+    pub(crate) fn run_scoped<R>(
+        &self,
+        policy: &LoadedPolicy,
+        stores: &Stores,
+        scope: OpScope,
+        target: Option<&str>,
+        f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
+    ) -> Result<(R, u64), ArchiverError> {
+        self.run_in(policy, stores, None, None, None, scope, target, f)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_in<R>(
+        &self,
+        policy: &LoadedPolicy,
+        stores: &Stores,
+        sink: Option<Box<dyn std::io::Write + Send>>,
+        members: Option<MemberCtx>,
+        locks: Option<&SessionLocks>,
+        scope: OpScope,
+        target: Option<&str>,
+        f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
+    ) -> Result<(R, u64), ArchiverError> {
+        let op = scope.op;
         let name = policy.display_name();
         let mut state = HostState::new(
             stores.clone(),
@@ -430,7 +474,10 @@ impl Runtime {
         if let Some(sink) = sink {
             state = state.with_sink(sink);
         }
-        state = state.for_op(op_scope(stores, op, target)?, self.limits.quotas());
+        if let Some(ctx) = members {
+            state = state.with_members(ctx);
+        }
+        state = state.for_op(scope, self.limits.quotas());
         if let (Op::Prune, Some(locks)) = (op, locks) {
             state = state.with_session_hold(SessionHold::new(locks.clone(), HOLD_WAIT));
         }

@@ -122,7 +122,8 @@ pub fn null_policy(version: char) -> Vec<u8> {
     hand_made_policy(&info, [z, z, z, z, plan, z, z])
 }
 
-/// Bodies for: validate-config, archive, restore, export, plan, prune, recover.
+/// Bodies for: validate-config, archive (and compress-member, verify-member), restore, export,
+/// plan, prune, recover.
 fn hand_made_policy(info_body: &str, bodies: [&str; 7]) -> Vec<u8> {
     let p = format!("session-archiver:policy/policy@{WIT_VERSION}#");
     let [validate, archive, restore, export, plan, prune, recover] = bodies;
@@ -144,6 +145,8 @@ fn hand_made_policy(info_body: &str, bodies: [&str; 7]) -> Vec<u8> {
           (func (export "{p}plan") (param i32 i32 i32) (result i32) {plan})
           (func (export "{p}prune") (param i32 i32) (result i32) {prune})
           (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {recover})
+          (func (export "{p}compress-member") (param i32 i32 i32 i32 i64 i64) (result i32) {archive})
+          (func (export "{p}verify-member") (param i32 i32 i32 i32 i64 i32) (result i32) {archive})
         )"#
     );
     policy_component_from_wat(&wat)

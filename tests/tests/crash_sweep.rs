@@ -102,6 +102,18 @@ fn a_sweep_crashing_after_any_call_is_recovered_idempotently_without_loss() {
     eprintln!("crash sweep: the sweep makes {t} calls; crashed after each of 0..{t}");
 }
 
+#[test]
+fn an_archive_written_as_parallel_members_crashing_after_any_call_is_recovered_without_loss() {
+    let t = sweep_crashes(Operation::ArchiveMembers);
+    eprintln!("crash sweep: archive as members makes {t} calls; crashed after each of 0..{t}");
+}
+
+#[test]
+fn a_sweep_writing_parallel_members_crashing_after_any_call_is_recovered_without_loss() {
+    let t = sweep_crashes(Operation::SweepMembers);
+    eprintln!("crash sweep: the sweep with members makes {t} calls; crashed after each of 0..{t}");
+}
+
 /// A `term` session archived by hand (`archiver archive ID`), crashed right after its archive
 /// intent was recorded. Returns the host, an archiver on it, and the session's output.
 fn hand_archived_term_session_crashed_mid_archive() -> (MockHost, Archiver, Vec<u8>) {
@@ -168,11 +180,11 @@ fn a_hand_archived_term_session_interrupted_mid_archive_is_recovered_by_the_swee
 /// Crashes `op` after call `n`, then crashes the recovery after each of its calls in turn, then
 /// recovers cleanly (twice) and finishes `op`. Returns how many recovery crashes were tried.
 fn crash_the_recovery_too(op: Operation) -> usize {
-    let clean = reliability::mixed_store("inactivity");
+    let clean = reliability::mixed_store_with("inactivity", op.members());
     op.run(&clean).expect("clean run");
     let total = clean.host.rec.count();
     let crashed = |n: usize| {
-        let m = reliability::mixed_store("inactivity");
+        let m = reliability::mixed_store_with("inactivity", op.members());
         m.host.inject(Fault::CrashAfter { n });
         let _ = op.run(&m);
         m.host.rec.clear_faults();
@@ -238,6 +250,12 @@ fn crash_the_recovery_too(op: Operation) -> usize {
 fn an_archive_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
     let k = crash_the_recovery_too(Operation::Archive);
     eprintln!("crash sweep: archive, {k} (crash, recovery crash) pairs");
+}
+
+#[test]
+fn an_archive_as_parallel_members_whose_recovery_also_crashes_at_any_call_still_loses_nothing() {
+    let k = crash_the_recovery_too(Operation::ArchiveMembers);
+    eprintln!("crash sweep: archive as members, {k} (crash, recovery crash) pairs");
 }
 
 #[test]

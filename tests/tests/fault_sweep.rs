@@ -80,7 +80,7 @@ fn a_sweep_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
 fn the_object_store_fault_sweeps_meet_single_puts_multipart_uploads_reads_and_deletes() {
     // Guards the sweeps below: they fail every kind of request only if the operations make it.
     let calls = |backend: Backend, op: Operation| {
-        let m = mixed_store_on("inactivity", backend);
+        let m = mixed_store_on("inactivity", backend, false);
         op.run(&m).expect("the operation without faults");
         assert_eq!(m.host.archives.temp_count(), 0, "an upload left open");
         m.host.calls()
@@ -122,6 +122,18 @@ fn a_restore_from_an_object_store_failing_at_any_call_loses_nothing_and_complete
 fn a_sweep_on_an_object_store_failing_at_any_call_loses_nothing_and_completes_after_recovery() {
     let t = sweep_faults_on(Backend::OBJECT_MULTIPART, Operation::Sweep);
     eprintln!("fault sweep (object store): the sweep makes {t} calls; each failed in turn");
+}
+
+#[test]
+fn an_archive_written_as_parallel_members_failing_at_any_call_loses_nothing_and_completes() {
+    let t = sweep_faults(Operation::ArchiveMembers);
+    eprintln!("fault sweep: archive as members makes {t} calls; each failed in turn");
+}
+
+#[test]
+fn a_sweep_writing_parallel_members_failing_at_any_call_loses_nothing_and_completes() {
+    let t = sweep_faults(Operation::SweepMembers);
+    eprintln!("fault sweep: the sweep with members makes {t} calls; each failed in turn");
 }
 
 #[test]

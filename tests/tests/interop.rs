@@ -237,3 +237,88 @@ fn an_archive_with_every_optional_header_field_restores() {
     let twice = [gz.clone(), gz].concat();
     assert_restores(&twice, &raw.repeat(2), "two such members");
 }
+
+/// The gzip members of `gz`, as (compressed length, uncompressed bytes), read with flate2 one
+/// member at a time.
+fn members_of(gz: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    use std::io::Read;
+    let mut rest = gz;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let mut dec = flate2::bufread::GzDecoder::new(rest);
+        let mut raw = Vec::new();
+        dec.read_to_end(&mut raw).expect("a whole member");
+        let left = dec.into_inner();
+        out.push((rest.len() - left.len(), raw));
+        rest = left;
+    }
+    out
+}
+
+#[test]
+fn a_large_session_archived_as_parallel_members_is_ordinary_gzip_and_restores() {
+    // Guards the parallel path: members compressed by helper instances on two workers, written
+    // in order into one multi-member file that gzip, zcat and pigz read as the original, with the
+    // seed's meta (archived bytes, CRC-32 of the whole) unchanged in meaning.
+    let dir = tempfile::tempdir().unwrap();
+    let host = MockHost::new();
+    let raw = big_output();
+    host.session("big").output(raw.clone()).create();
+    let member = 256 * 1024;
+    let archiver = Archiver::new(
+        host.stores(),
+        session_archiver_testkit::shared_runtime(),
+        session_archiver_testkit::load_policy("inactivity"),
+        session_archiver::archiver::ArchiverOptions {
+            config: format!(r#"{{"parallel_min_bytes":{member},"member_bytes":{member}}}"#),
+            workers: Some(2),
+            locks: session_archiver::locks::SessionLocks::in_process(),
+        },
+    )
+    .expect("archiver");
+    let out = archiver.archive("big").expect("archive").value;
+    let gz = host
+        .archive_bytes(&out.archive_name.expect("archive name"))
+        .expect("archive file");
+
+    let members = members_of(&gz);
+    assert_eq!(
+        members.len(),
+        raw.len().div_ceil(member),
+        "one member per range"
+    );
+    for (i, (_, m)) in members.iter().enumerate() {
+        let want = &raw[i * member..raw.len().min((i + 1) * member)];
+        assert!(m == want, "member {i} holds its range, in order");
+    }
+    assert_eq!(
+        host.calls_to("archive-dir.create").len(),
+        1,
+        "one archive file"
+    );
+
+    let meta = host.meta("big");
+    assert_eq!(meta["session:archived_bytes"], raw.len() as u64);
+    let mut crc = flate2::Crc::new();
+    crc.update(&raw);
+    assert_eq!(meta["session:archive_crc32"], crc.sum());
+    assert_eq!(meta["session:archive_gz_bytes"], gz.len() as u64);
+    assert_eq!(out.crc32, crc.sum());
+
+    let path = write_temp(dir.path(), "big.jsonl.gz", &gz);
+    run("gzip", &["-t", &path], b"");
+    assert!(run("zcat", &[&path], b"") == raw, "zcat gives the original");
+    assert!(
+        run("pigz", &["-dc", &path], b"") == raw,
+        "pigz -d gives the original"
+    );
+
+    let mut exported = Vec::new();
+    archiver.export("big", &mut exported).expect("export");
+    assert!(exported == raw, "export of the multi-member archive");
+    archiver.restore("big").expect("restore");
+    assert!(
+        host.output("big").unwrap() == raw,
+        "restore gives the original"
+    );
+}

@@ -35,7 +35,7 @@ fn every_built_policy_imports_only_session_archiver_interfaces() {
 }
 
 #[test]
-fn the_default_policy_imports_exactly_the_six_host_interfaces() {
+fn the_default_policy_imports_exactly_the_seven_host_interfaces() {
     let mut imports = imports_of("inactivity");
     imports.sort();
     let expected: Vec<String> = [
@@ -44,6 +44,7 @@ fn the_default_policy_imports_exactly_the_six_host_interfaces() {
         "export-sink",
         "files",
         "log",
+        "members",
         "objects",
     ]
     .iter()

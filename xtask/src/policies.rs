@@ -447,11 +447,12 @@ mod tests {
     fn a_component_of_the_policy_world_passes_the_import_check() {
         let component = component_for(None, "archive-policy");
         let imports = check_imports(&component).expect("only our imports");
-        assert_eq!(imports.len(), 6, "{imports:?}");
+        assert_eq!(imports.len(), 7, "{imports:?}");
         assert!(imports
             .iter()
             .all(|i| i.starts_with("session-archiver:policy/")));
         assert!(imports.contains(&"session-archiver:policy/files@0.2.0".to_string()));
+        assert!(imports.contains(&"session-archiver:policy/members@0.2.0".to_string()));
     }
 
     #[test]

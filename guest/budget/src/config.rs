@@ -1,6 +1,7 @@
 //! The budget policy's configuration: parsed, checked and completed with defaults.
 
-use archiver_kit::decide::{level, positive, positive_duration, DAY_MS, MINUTE_MS};
+use archiver_kit::decide::{level, member_bytes, positive, positive_duration, DAY_MS, MINUTE_MS};
+use archiver_kit::decisions::Parallel;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,6 +29,11 @@ pub struct Config {
     pub level: u8,
     /// The most bytes a restore or export decompresses.
     pub max_restore_bytes: u64,
+    /// Sessions with at least this many bytes to archive are compressed as parallel gzip
+    /// members on the host's workers.
+    pub parallel_min_bytes: u64,
+    /// Uncompressed bytes per parallel member (at most 64 MiB).
+    pub member_bytes: u64,
 }
 
 impl Default for Config {
@@ -39,6 +45,8 @@ impl Default for Config {
             max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
             level: 9,
             max_restore_bytes: DEFAULT_MAX_RESTORE_BYTES,
+            parallel_min_bytes: Parallel::default().min_bytes,
+            member_bytes: Parallel::default().member_bytes,
         }
     }
 }
@@ -54,6 +62,8 @@ struct RawConfig {
     max_total_bytes: Option<Value>,
     level: Option<Value>,
     max_restore_bytes: Option<Value>,
+    parallel_min_bytes: Option<Value>,
+    member_bytes: Option<Value>,
 }
 
 impl Config {
@@ -84,6 +94,12 @@ impl Config {
                 raw.max_restore_bytes,
                 d.max_restore_bytes,
             )?,
+            parallel_min_bytes: positive(
+                "parallel_min_bytes",
+                raw.parallel_min_bytes,
+                d.parallel_min_bytes,
+            )?,
+            member_bytes: member_bytes("member_bytes", raw.member_bytes, d.member_bytes)?,
         })
     }
 
@@ -109,7 +125,8 @@ mod tests {
     #[test]
     fn every_field_is_kept_and_the_normalised_form_round_trips() {
         let text = r#"{"max_live_bytes":100,"min_idle_minutes":5,"max_archive_age_days":3,
-                       "max_total_bytes":7,"level":1,"max_restore_bytes":9}"#;
+                       "max_total_bytes":7,"level":1,"max_restore_bytes":9,
+                       "parallel_min_bytes":3,"member_bytes":2}"#;
         let c = Config::parse(text).unwrap();
         assert_eq!(
             c,
@@ -119,7 +136,9 @@ mod tests {
                 max_archive_age_days: 3,
                 max_total_bytes: 7,
                 level: 1,
-                max_restore_bytes: 9
+                max_restore_bytes: 9,
+                parallel_min_bytes: 3,
+                member_bytes: 2,
             }
         );
         assert_eq!(Config::parse(&c.to_json()).unwrap(), c);
@@ -141,6 +160,8 @@ mod tests {
             (r#"{"max_total_bytes":0}"#, "max_total_bytes"),
             (r#"{"level":10}"#, "level"),
             (r#"{"max_restore_bytes":0}"#, "max_restore_bytes"),
+            (r#"{"parallel_min_bytes":0}"#, "parallel_min_bytes"),
+            (r#"{"member_bytes":67108865}"#, "member_bytes"),
             // The other policy's key: a config for `inactivity` is not silently accepted.
             (r#"{"inactive_days":7}"#, "inactive_days"),
         ] {

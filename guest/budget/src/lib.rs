@@ -13,7 +13,7 @@ pub mod prune;
 pub mod select;
 
 use archiver_kit::bindings::exports::session_archiver::policy::policy as api;
-use archiver_kit::decisions::{ArchiveInfo, Candidate, Decisions, PrunePick, Selection};
+use archiver_kit::decisions::{ArchiveInfo, Candidate, Decisions, Parallel, PrunePick, Selection};
 use archiver_kit::policy::Policy;
 
 use config::Config;
@@ -43,6 +43,12 @@ impl Decisions for Budget {
     }
     fn max_restore_bytes(&self) -> u64 {
         self.config.max_restore_bytes
+    }
+    fn parallel(&self) -> Parallel {
+        Parallel {
+            min_bytes: self.config.parallel_min_bytes,
+            member_bytes: self.config.member_bytes,
+        }
     }
 }
 

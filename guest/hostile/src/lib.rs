@@ -339,6 +339,32 @@ impl Guest for Component {
         Ok(prune_report(m))
     }
 
+    fn compress_member(
+        config: String,
+        id: String,
+        _offset: u64,
+        _length: u64,
+    ) -> Result<api::Member, api::Error> {
+        let m = mode_for(&config, "compress-member")?;
+        misbehave(m, Some(&id))?;
+        Ok(api::Member {
+            raw_len: 0,
+            crc32: 0,
+            bytes: Vec::new(),
+        })
+    }
+
+    fn verify_member(
+        config: String,
+        _member: Vec<u8>,
+        _raw_len: u64,
+        _crc32: u32,
+    ) -> Result<(), api::Error> {
+        let m = mode_for(&config, "verify-member")?;
+        misbehave(m, None)?;
+        Ok(())
+    }
+
     fn recover(config: String, id: String) -> Result<api::RecoverReport, api::Error> {
         let m = mode_for(&config, "recover")?;
         misbehave(m, Some(&id))?;

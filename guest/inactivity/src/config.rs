@@ -1,6 +1,7 @@
 //! The policy's configuration: parsed, checked and completed with defaults.
 
-use archiver_kit::decide::{level, positive, positive_duration, DAY_MS};
+use archiver_kit::decide::{level, member_bytes, positive, positive_duration, DAY_MS};
+use archiver_kit::decisions::Parallel;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,6 +23,11 @@ pub struct Config {
     pub level: u8,
     /// The most bytes a restore or export decompresses.
     pub max_restore_bytes: u64,
+    /// Sessions with at least this many bytes to archive are compressed as parallel gzip
+    /// members on the host's workers.
+    pub parallel_min_bytes: u64,
+    /// Uncompressed bytes per parallel member (at most 64 MiB).
+    pub member_bytes: u64,
 }
 
 impl Default for Config {
@@ -31,6 +37,8 @@ impl Default for Config {
             max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
             level: 6,
             max_restore_bytes: DEFAULT_MAX_RESTORE_BYTES,
+            parallel_min_bytes: Parallel::default().min_bytes,
+            member_bytes: Parallel::default().member_bytes,
         }
     }
 }
@@ -44,6 +52,8 @@ struct RawConfig {
     max_total_bytes: Option<Value>,
     level: Option<Value>,
     max_restore_bytes: Option<Value>,
+    parallel_min_bytes: Option<Value>,
+    member_bytes: Option<Value>,
 }
 
 impl Config {
@@ -67,6 +77,12 @@ impl Config {
                 raw.max_restore_bytes,
                 d.max_restore_bytes,
             )?,
+            parallel_min_bytes: positive(
+                "parallel_min_bytes",
+                raw.parallel_min_bytes,
+                d.parallel_min_bytes,
+            )?,
+            member_bytes: member_bytes("member_bytes", raw.member_bytes, d.member_bytes)?,
         })
     }
 
@@ -94,7 +110,8 @@ mod tests {
     #[test]
     fn valid_values_are_kept_and_round_trip() {
         let c = Config::parse(
-            r#"{"inactive_days":1,"max_total_bytes":10,"level":0,"max_restore_bytes":5}"#,
+            r#"{"inactive_days":1,"max_total_bytes":10,"level":0,"max_restore_bytes":5,
+                "parallel_min_bytes":3,"member_bytes":2}"#,
         )
         .unwrap();
         assert_eq!(
@@ -103,7 +120,9 @@ mod tests {
                 inactive_days: 1,
                 max_total_bytes: 10,
                 level: 0,
-                max_restore_bytes: 5
+                max_restore_bytes: 5,
+                parallel_min_bytes: 3,
+                member_bytes: 2,
             }
         );
         assert_eq!(Config::parse(&c.to_json()).unwrap(), c);
@@ -121,6 +140,9 @@ mod tests {
             (r#"{"level":10}"#, "level"),
             (r#"{"level":-1}"#, "level"),
             (r#"{"max_restore_bytes":0}"#, "max_restore_bytes"),
+            (r#"{"parallel_min_bytes":0}"#, "parallel_min_bytes"),
+            (r#"{"member_bytes":0}"#, "member_bytes"),
+            (r#"{"member_bytes":67108865}"#, "member_bytes"),
             (r#"{"inactive_dayz":3}"#, "inactive_dayz"),
         ] {
             let e = Config::parse(text).unwrap_err().0;

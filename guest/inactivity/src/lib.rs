@@ -9,7 +9,7 @@ pub mod config;
 pub mod select;
 
 use archiver_kit::bindings::exports::session_archiver::policy::policy as api;
-use archiver_kit::decisions::{Candidate, Decisions, Selection};
+use archiver_kit::decisions::{Candidate, Decisions, Parallel, Selection};
 use archiver_kit::policy::Policy;
 
 use config::Config;
@@ -37,6 +37,12 @@ impl Decisions for Inactivity {
     }
     fn max_restore_bytes(&self) -> u64 {
         self.config.max_restore_bytes
+    }
+    fn parallel(&self) -> Parallel {
+        Parallel {
+            min_bytes: self.config.parallel_min_bytes,
+            member_bytes: self.config.member_bytes,
+        }
     }
 }
 

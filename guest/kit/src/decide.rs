@@ -211,6 +211,18 @@ pub fn positive(field: &str, v: Option<Value>, default: u64) -> Result<u64, Conf
     }
 }
 
+/// `member_bytes`: a positive integer of at most [`MAX_MEMBER_BYTES`](crate::decisions::MAX_MEMBER_BYTES).
+pub fn member_bytes(field: &str, v: Option<Value>, default: u64) -> Result<u64, ConfigError> {
+    let n = positive(field, v, default)?;
+    let max = crate::decisions::MAX_MEMBER_BYTES;
+    if n > max {
+        return Err(ConfigError(format!(
+            "`{field}` must be at most {max} bytes, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
 /// A positive integer field that is later multiplied by `unit_ms`: also refused when the
 /// product would not fit in i64 ms.
 pub fn positive_duration(

@@ -25,7 +25,7 @@ use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::decisions::Decisions;
 use crate::host::{
     archive_dir, export_sink, files, objects, ArchiveRead, ArchiveWrite, Entry, FileStat, Host,
-    Level, Object, Page,
+    Level, MemberWritten, Object, Page,
 };
 
 /// One session [`FakeHost::archive_planned`] archived: its id and what `archive` returned.
@@ -738,5 +738,63 @@ impl Host for FakeHost {
         fail!(self, "export-sink.write", export_sink::Error::Io);
         self.state.borrow_mut().sink.extend_from_slice(chunk);
         Ok(())
+    }
+    /// Runs the kit's own `compress_member` for each range in turn (at level 6, the fake's
+    /// stand-in for the operation's config), as the real host does on helper instances.
+    fn write_members(
+        &self,
+        w: &FakeWriter,
+        id: &str,
+        offset: u64,
+        length: u64,
+        member_bytes: u64,
+    ) -> Result<Vec<MemberWritten>, archive_dir::Error> {
+        fail!(self, "members.write-members", archive_dir::Error::Io);
+        if length == 0 || member_bytes == 0 {
+            return Err(archive_dir::Error::Invalid("empty range or member".into()));
+        }
+        let mut out = Vec::new();
+        let mut off = offset;
+        while off < offset + length {
+            let len = member_bytes.min(offset + length - off);
+            let m = crate::ops::compress_member(self, id, off, len, 6).map_err(|e| match e {
+                crate::ops::Error::Conflict(m) => archive_dir::Error::Conflict(m),
+                other => archive_dir::Error::Io(format!("{other:?}")),
+            })?;
+            for chunk in m.bytes.chunks(4 << 20) {
+                w.write(chunk)?;
+            }
+            out.push(MemberWritten {
+                raw_len: m.raw_len,
+                crc32: m.crc32,
+                gz_len: m.bytes.len() as u64,
+            });
+            off += len;
+        }
+        Ok(out)
+    }
+    /// Splits the stored archive by the members' sizes and runs the kit's own `verify_member`
+    /// on each, as the real host does on helper instances.
+    fn verify_members(
+        &self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, archive_dir::Error> {
+        fail!(self, "members.verify-members", archive_dir::Error::Io);
+        let data = self
+            .archive(name)
+            .ok_or_else(|| archive_dir::Error::NotFound(name.to_string()))?;
+        let mut rest = &data[..];
+        for (i, m) in members.iter().enumerate() {
+            if (rest.len() as u64) < m.gz_len {
+                return Ok(Some(format!("archive {name} ends inside member {i}")));
+            }
+            let (bytes, tail) = rest.split_at(m.gz_len as usize);
+            if let Err(e) = crate::ops::verify_member(bytes, m.raw_len, m.crc32) {
+                return Ok(Some(format!("member {i} of {name}: {e:?}")));
+            }
+            rest = tail;
+        }
+        Ok((!rest.is_empty()).then(|| format!("archive {name} has bytes after its members")))
     }
 }

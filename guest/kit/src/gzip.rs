@@ -149,6 +149,14 @@ impl GzEncoder {
     }
 }
 
+/// The CRC-32 of `a` followed by `b`, from the CRC-32 of each and the length of `b`: how the CRC
+/// of a multi-member archive is combined from its members' CRCs without reading the bytes again.
+pub fn crc32_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
+    let mut whole = crc32fast::Hasher::new_with_initial_len(crc_a, 0);
+    whole.combine(&crc32fast::Hasher::new_with_initial_len(crc_b, len_b));
+    whole.finalize()
+}
+
 /// Compresses a whole buffer (tests and small data only; archives go through [`GzEncoder`]).
 pub fn compress(data: &[u8], level: u8) -> Result<Vec<u8>, GzError> {
     let mut enc = GzEncoder::new(level)?;

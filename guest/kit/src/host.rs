@@ -6,6 +6,7 @@ pub use crate::bindings::session_archiver::policy::archive_dir::{self, Entry};
 pub use crate::bindings::session_archiver::policy::export_sink;
 pub use crate::bindings::session_archiver::policy::files::{self, FileStat};
 pub use crate::bindings::session_archiver::policy::log::Level;
+pub use crate::bindings::session_archiver::policy::members::{self, MemberWritten};
 pub use crate::bindings::session_archiver::policy::objects::{self, Object, Page};
 
 /// An archive being written (the WIT `archive-dir.writer`).
@@ -89,6 +90,23 @@ pub trait Host {
     fn is_archive_path_of(&self, path: &str, name: &str) -> Result<bool, archive_dir::Error>;
 
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error>;
+    /// Compresses `output[offset, offset + length)` of `id` as members on the host's workers
+    /// and appends them to `w` (the WIT `members.write-members`).
+    fn write_members(
+        &self,
+        w: &Self::Writer,
+        id: &str,
+        offset: u64,
+        length: u64,
+        member_bytes: u64,
+    ) -> Result<Vec<MemberWritten>, archive_dir::Error>;
+    /// Reads archive `name` back and checks it is exactly `members`, in parallel (the WIT
+    /// `members.verify-members`): `Some(what is wrong)` when it is not.
+    fn verify_members(
+        &self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, archive_dir::Error>;
 }
 
 /// The real imports of the `archive-policy` world.
@@ -222,6 +240,23 @@ impl Host for WitHost {
     }
     fn export_write(&self, chunk: &[u8]) -> Result<(), export_sink::Error> {
         export_sink::write(chunk)
+    }
+    fn write_members(
+        &self,
+        w: &Self::Writer,
+        id: &str,
+        offset: u64,
+        length: u64,
+        member_bytes: u64,
+    ) -> Result<Vec<MemberWritten>, archive_dir::Error> {
+        members::write_members(w, id, offset, length, member_bytes)
+    }
+    fn verify_members(
+        &self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, archive_dir::Error> {
+        members::verify_members(name, members)
     }
 }
 

@@ -27,7 +27,18 @@ pub fn validate_config<P: Policy>(config: &str) -> Result<String, Error> {
 /// `archive`.
 pub fn archive<P: Policy>(config: &str, id: &str) -> Result<api::ArchiveOutcome, Error> {
     let p = P::from_config(config)?;
-    ops::archive(&WitHost, id, p.level())
+    ops::archive_with(&WitHost, id, p.level(), p.parallel())
+}
+
+/// `compress-member`.
+pub fn compress_member<P: Policy>(
+    config: &str,
+    id: &str,
+    offset: u64,
+    length: u64,
+) -> Result<api::Member, Error> {
+    let p = P::from_config(config)?;
+    ops::compress_member(&WitHost, id, offset, length, p.level())
 }
 
 /// `restore`.
@@ -40,6 +51,17 @@ pub fn restore<P: Policy>(config: &str, id: &str) -> Result<api::RestoreOutcome,
 pub fn export<P: Policy>(config: &str, id: &str) -> Result<api::ExportOutcome, Error> {
     let p = P::from_config(config)?;
     ops::export(&WitHost, id, p.max_restore_bytes())
+}
+
+/// `verify-member`: the config is checked so a bad one fails every call the same way.
+pub fn verify_member<P: Policy>(
+    config: &str,
+    member: &[u8],
+    raw_len: u64,
+    crc32: u32,
+) -> Result<(), Error> {
+    P::from_config(config)?;
+    ops::verify_member(member, raw_len, crc32)
 }
 
 /// `plan`.
@@ -104,6 +126,25 @@ macro_rules! export_policy {
                 $crate::ops::Error,
             > {
                 $crate::policy::export::<$policy>(&config, &id)
+            }
+            fn compress_member(
+                config: String,
+                id: String,
+                offset: u64,
+                length: u64,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::Member,
+                $crate::ops::Error,
+            > {
+                $crate::policy::compress_member::<$policy>(&config, &id, offset, length)
+            }
+            fn verify_member(
+                config: String,
+                member: Vec<u8>,
+                raw_len: u64,
+                crc32: u32,
+            ) -> Result<(), $crate::ops::Error> {
+                $crate::policy::verify_member::<$policy>(&config, &member, raw_len, crc32)
             }
             fn plan(
                 config: String,

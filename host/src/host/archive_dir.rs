@@ -15,6 +15,23 @@ use crate::store::StoreError;
 /// `invalid` error rather than a use of a consumed writer.
 pub struct WriterResource(Option<Box<dyn ArchiveWriter>>, String);
 
+impl WriterResource {
+    /// The backend writer; `None` once committed or aborted.
+    pub(crate) fn writer_mut(&mut self) -> Option<&mut Box<dyn ArchiveWriter>> {
+        self.0.as_mut()
+    }
+
+    /// Whether the writer is still open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The archive's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.1
+    }
+}
+
 /// The host side of a guest's `reader`.
 pub struct ReaderResource(Box<dyn ArchiveReader>);
 
@@ -41,7 +58,7 @@ fn check_name(name: &str) -> Result<(), HostError> {
     Ok(archive_dir::validate_archive_name(name)?)
 }
 
-fn consumed() -> HostError {
+pub(crate) fn consumed() -> HostError {
     HostError::invalid("writer used after commit or abort")
 }
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod export_sink;
 pub mod files;
 pub mod log;
+pub mod members;
 pub mod objects;
 pub mod scope;
 
@@ -79,6 +80,10 @@ pub enum HostTrap {
     /// The backend asked to stop at once (crash simulation in tests).
     #[error("the host halted the policy: {0}")]
     Halt(String),
+    /// A helper instance compressing one of the operation's parallel members failed (trapped,
+    /// hit a limit, was halted): the operation cannot go on either.
+    #[error("{0}")]
+    Helper(String),
     /// The guest misused an import (a bad resource handle).
     #[error("the policy misused a host import: {0}")]
     Misuse(String),
@@ -307,6 +312,8 @@ pub struct HostState {
     /// `remove-if-unchanged` compares, so a file replaced since (same size, same millisecond)
     /// is never taken for the one the policy classified.
     pub(crate) listed: HashMap<String, Option<String>>,
+    /// How `members.write-members` starts helpers; `None` outside `archive`.
+    pub(crate) members: Option<members::MemberCtx>,
 }
 
 impl HostState {
@@ -327,6 +334,7 @@ impl HostState {
             usage: Usage::default(),
             hold: None,
             listed: HashMap::new(),
+            members: None,
         }
     }
 
@@ -406,6 +414,12 @@ impl HostState {
         }
         self.usage.written = wanted;
         Ok(())
+    }
+
+    /// Lets the operation compress parallel members on helper instances.
+    pub fn with_members(mut self, ctx: members::MemberCtx) -> Self {
+        self.members = Some(ctx);
+        self
     }
 
     /// Attaches the export sink.

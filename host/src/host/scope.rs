@@ -38,6 +38,9 @@ pub enum Scope {
     /// (`archive`, `restore`, `export`, `recover` of that session). Listing is refused: a
     /// listing would show other sessions' meta.
     Session(String),
+    /// A member helper of one session's archive (`compress-member`): reads of that session's
+    /// `output`, nothing else.
+    Member(String),
     /// `prune`: the archives listed when the call started and the objects of the sessions they
     /// belong to (for the tombstone). `archive-dir.list` shows only those archives, so an
     /// archive written while prune runs is never seen, let alone removed. No file-store access.
@@ -123,6 +126,13 @@ impl OpScope {
         if access == Access::Write && self.scope == Scope::ReadOnly {
             return Err(self.refuse(import, target, &format!("{} is read-only", self.op)));
         }
+        if let (Access::Write, Scope::Member(id)) = (access, &self.scope) {
+            return Err(self.refuse(
+                import,
+                target,
+                &format!("a member helper of session {id} may only read its output"),
+            ));
+        }
         Ok(())
     }
 
@@ -139,6 +149,12 @@ impl OpScope {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
             Scope::Session(id) if id == zone => Ok(()),
+            Scope::Member(id) if id == zone && name == OUTPUT => Ok(()),
+            Scope::Member(id) => Err(self.refuse(
+                import,
+                target,
+                &format!("a member helper of session {id} may only read its output"),
+            )),
             Scope::Session(id) => Err(self.refuse(
                 import,
                 target,
@@ -162,6 +178,11 @@ impl OpScope {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
             Scope::Session(own) if own == id => Ok(()),
+            Scope::Member(own) => Err(self.refuse(
+                import,
+                target,
+                &format!("a member helper of session {own} may only read its output"),
+            )),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 target,
@@ -183,6 +204,11 @@ impl OpScope {
     pub fn list_objects(&self, import: &'static str) -> Result<(), HostError> {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
+            Scope::Member(own) => Err(self.refuse(
+                import,
+                "all objects",
+                &format!("a member helper of session {own} may only read its output"),
+            )),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 "all objects",
@@ -210,6 +236,11 @@ impl OpScope {
             Scope::Session(own) if name.strip_suffix(ARCHIVE_SUFFIX) == Some(own.as_str()) => {
                 Ok(())
             }
+            Scope::Member(own) => Err(self.refuse(
+                import,
+                target,
+                &format!("a member helper of session {own} may only read its output"),
+            )),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 target,
@@ -235,6 +266,11 @@ impl OpScope {
     ) -> Result<Option<&BTreeSet<String>>, HostError> {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(None),
+            Scope::Member(own) => Err(self.refuse(
+                import,
+                "all archives",
+                &format!("a member helper of session {own} may only read its output"),
+            )),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 "all archives",
@@ -254,6 +290,28 @@ mod tests {
 
     fn refused(r: Result<(), HostError>) -> bool {
         matches!(r, Err(HostError::Trap(e)) if matches!(e.downcast_ref::<HostTrap>(), Some(HostTrap::Refused { .. })))
+    }
+
+    #[test]
+    fn a_member_helper_may_only_read_its_sessions_output() {
+        let s = OpScope {
+            op: Op::Archive,
+            session: Some("a".into()),
+            scope: Scope::Member("a".into()),
+        };
+        assert!(s.file("files.read", "a", OUTPUT, Access::Read).is_ok());
+        assert!(s.file("files.stat", "a", OUTPUT, Access::Read).is_ok());
+        assert!(refused(s.file("files.append", "a", OUTPUT, Access::Write)));
+        assert!(refused(s.file("files.read", "a", "outnew", Access::Read)));
+        assert!(refused(s.file("files.read", "b", OUTPUT, Access::Read)));
+        assert!(refused(s.object("objects.get", "a", Access::Read)));
+        assert!(refused(s.list_objects("objects.list")));
+        assert!(refused(s.archive(
+            "archive-dir.open",
+            "a.jsonl.gz",
+            Access::Read
+        )));
+        assert!(s.list_archives("archive-dir.list").is_err());
     }
 
     #[test]

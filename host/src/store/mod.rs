@@ -16,6 +16,11 @@ pub type Meta = Map<String, Value>;
 /// The name of the file that holds a session's JSONL output (the seed's `OUTPUT_FILENAME`).
 pub const OUTPUT_FILE: &str = "output";
 
+/// The archiver's restore scratch file (the guest kit's `SCRATCH`): built by appends, then
+/// renamed over [`OUTPUT_FILE`]. Only that rename has to be durable on return (see
+/// [`FileStore`]'s "Durable append").
+pub const SCRATCH_FILE: &str = "outnew";
+
 /// Why a store call failed. Mirrors the WIT error variants; `Halt` is for test doubles only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -166,7 +171,11 @@ pub const MAX_CHUNK: usize = 4 << 20;
 /// - **Durable append.** `append` returns only once the bytes are committed (a crash after it
 ///   returns keeps them) and visible to `stat` and `read`. The archiver appends only to its
 ///   scratch file `outnew` and renames it over `output`; the app's own appends may stay in a
-///   write-back cache, as long as `stat` and `read` already include them.
+///   write-back cache, as long as `stat` and `read` already include them. Appends to
+///   [`SCRATCH_FILE`] may be committed at a cheaper durability (a crash may drop the last of
+///   them) provided the `rename_if_unchanged` that publishes it is durable *and* persists every
+///   scratch append committed before it: a restore recovers from a crash before the rename by
+///   deleting the scratch file, so only the published file must be whole.
 /// - **Reads.** `read` returns the bytes at logical `offset`, at most `len`, as the app would
 ///   read them (cached bytes included); empty at or after the end. For a circular file
 ///   (`circular_max_size = Some(max)`), which keeps only its last `max` bytes, an offset before

@@ -15,7 +15,9 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sqlite_objects::{is_constraint, open_connection};
-use super::{Clock, FileOpts, FileStat, FileStore, Meta, StoreError, SystemClock, MAX_CHUNK};
+use super::{
+    Clock, FileOpts, FileStat, FileStore, Meta, StoreError, SystemClock, MAX_CHUNK, SCRATCH_FILE,
+};
 
 /// Bytes per row of `db_file_data` (Wave's `DefaultPartDataSize`).
 pub const PART_SIZE: u64 = 64 * 1024;
@@ -244,6 +246,79 @@ fn check_parts(
     }
 }
 
+/// The body of [`SqliteFiles::append`]: one `BEGIN IMMEDIATE` transaction that writes the parts
+/// and the new size together.
+fn append_parts(
+    conn: &mut Connection,
+    clock: &dyn Clock,
+    zone: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<FileStat, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row = require_row(&tx, zone, name)?;
+    if data.is_empty() {
+        return Ok(row.stat);
+    }
+    let circular = row.stat.circular_max_size;
+    let mut pos = row.stat.size;
+    let mut bytes = data;
+    // Of a chunk longer than a circular file, only its tail survives.
+    if let Some(max) = circular {
+        if bytes.len() as u64 > max {
+            let skip = bytes.len() - max as usize;
+            pos += skip as u64;
+            bytes = &bytes[skip..];
+        }
+    }
+    while !bytes.is_empty() {
+        let lp = pos / PART_SIZE;
+        let off = (pos % PART_SIZE) as usize;
+        let take = (PART_SIZE as usize - off).min(bytes.len());
+        let (chunk, rest) = bytes.split_at(take);
+        let part = row.part_index(lp);
+        let mut new = load_part(&tx, zone, name, part)?.unwrap_or_default();
+        if new.len() < off {
+            if circular.is_none() {
+                return Err(StoreError::Io(format!(
+                    "{}: part {part} is {} bytes, the file's size says {off}",
+                    where_(zone, name),
+                    new.len()
+                )));
+            }
+            // Only reachable when skipping ahead in a circular file: these bytes are
+            // overwritten later in this same loop.
+            new.resize(off, 0);
+        }
+        if circular.is_some() && new.len() > off + take {
+            // The tail still holds older bytes inside the circular window: keep it.
+            new[off..off + take].copy_from_slice(chunk);
+        } else {
+            new.truncate(off);
+            new.extend_from_slice(chunk);
+        }
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO db_file_data (zoneid, name, partidx, data)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![zone, name, part, new])?;
+        pos += take as u64;
+        bytes = rest;
+    }
+    let stat = FileStat {
+        size: row.stat.size + data.len() as u64,
+        // Strictly later than before, so a stat taken before this append never matches.
+        modified_ms: clock.now_ms().max(row.stat.modified_ms + 1),
+        ..row.stat
+    };
+    tx.prepare_cached(
+        "UPDATE db_wave_file SET size = ?3, modts = ?4 WHERE zoneid = ?1 AND name = ?2",
+    )?
+    .execute(params![zone, name, stat.size as i64, stat.modified_ms])?;
+    tx.commit()?;
+    Ok(stat)
+}
+
 impl SqliteFiles {
     /// Opens (or creates) `filestore.db` with the system clock; creates the two tables only when
     /// absent, in exactly the app's schema.
@@ -385,68 +460,24 @@ impl FileStore for SqliteFiles {
             )));
         }
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = require_row(&tx, zone, name)?;
-        if data.is_empty() {
-            return Ok(row.stat);
+        if name == SCRATCH_FILE {
+            // The restore scratch file pays for durability once, at the rename that publishes
+            // it. This connection runs in WAL mode: a commit appends its frames to the WAL, and
+            // at `synchronous = NORMAL` it is not fsynced. The publishing rename commits at FULL
+            // on this same connection, which fsyncs the WAL *file* after appending its own
+            // frames, so every frame written before it (these appends) reaches the disk with it;
+            // and a WAL commit frame is only valid on replay if every frame before it since the
+            // WAL header checksums (the checksums are chained), so a committed rename can never
+            // come back without the scratch parts it renames. A checkpoint in between copies
+            // frames into the database only after syncing the WAL (NORMAL keeps that sync; OFF
+            // would not, which is why it is not used). A crash before the rename may lose the
+            // last scratch appends: recovery deletes the scratch file anyway (restore intent).
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let result = append_parts(&mut conn, &*self.clock, zone, name, data);
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            return result;
         }
-        let circular = row.stat.circular_max_size;
-        let mut pos = row.stat.size;
-        let mut bytes = data;
-        // Of a chunk longer than a circular file, only its tail survives.
-        if let Some(max) = circular {
-            if bytes.len() as u64 > max {
-                let skip = bytes.len() - max as usize;
-                pos += skip as u64;
-                bytes = &bytes[skip..];
-            }
-        }
-        while !bytes.is_empty() {
-            let lp = pos / PART_SIZE;
-            let off = (pos % PART_SIZE) as usize;
-            let take = (PART_SIZE as usize - off).min(bytes.len());
-            let (chunk, rest) = bytes.split_at(take);
-            let part = row.part_index(lp);
-            let mut new = load_part(&tx, zone, name, part)?.unwrap_or_default();
-            if new.len() < off {
-                if circular.is_none() {
-                    return Err(StoreError::Io(format!(
-                        "{}: part {part} is {} bytes, the file's size says {off}",
-                        where_(zone, name),
-                        new.len()
-                    )));
-                }
-                // Only reachable when skipping ahead in a circular file: these bytes are
-                // overwritten later in this same loop.
-                new.resize(off, 0);
-            }
-            if circular.is_some() && new.len() > off + take {
-                // The tail still holds older bytes inside the circular window: keep it.
-                new[off..off + take].copy_from_slice(chunk);
-            } else {
-                new.truncate(off);
-                new.extend_from_slice(chunk);
-            }
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO db_file_data (zoneid, name, partidx, data)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![zone, name, part, new])?;
-            pos += take as u64;
-            bytes = rest;
-        }
-        let stat = FileStat {
-            size: row.stat.size + data.len() as u64,
-            // Strictly later than before, so a stat taken before this append never matches.
-            modified_ms: self.clock.now_ms().max(row.stat.modified_ms + 1),
-            ..row.stat
-        };
-        tx.prepare_cached(
-            "UPDATE db_wave_file SET size = ?3, modts = ?4 WHERE zoneid = ?1 AND name = ?2",
-        )?
-        .execute(params![zone, name, stat.size as i64, stat.modified_ms])?;
-        tx.commit()?;
-        Ok(stat)
+        append_parts(&mut conn, &*self.clock, zone, name, data)
     }
 
     /// Besides the stat, the file's parts must agree with its size (`check_parts`), so a
@@ -595,5 +626,52 @@ impl SqliteFiles {
             conn: Mutex::new(conn),
             clock: Arc::new(SystemClock),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(files: &SqliteFiles) -> i64 {
+        files
+            .lock()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn scratch_appends_leave_the_connection_at_full_durability_and_the_rename_publishes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("filestore.db");
+        let files = SqliteFiles::open(&path).unwrap();
+        const FULL: i64 = 2;
+        assert_eq!(synchronous(&files), FULL);
+        files
+            .create("z", SCRATCH_FILE, FileOpts::default())
+            .unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        files.append("z", SCRATCH_FILE, &data[..70_000]).unwrap();
+        files.append("z", SCRATCH_FILE, &data[70_000..]).unwrap();
+        assert_eq!(
+            synchronous(&files),
+            FULL,
+            "back to FULL after a scratch append"
+        );
+        files
+            .rename_if_unchanged("z", SCRATCH_FILE, "output", None)
+            .unwrap();
+        drop(files);
+        let reopened = SqliteFiles::open(&path).unwrap();
+        let mut got = Vec::new();
+        while (got.len() as u64) < data.len() as u64 {
+            let chunk = reopened
+                .read("z", "output", got.len() as u64, 65_536)
+                .unwrap();
+            assert!(!chunk.is_empty());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, data);
+        assert!(reopened.stat("z", SCRATCH_FILE).unwrap().is_none());
     }
 }

@@ -313,7 +313,17 @@ pub struct Mixed {
 /// The cap is the size of the three only copies that should stay (`archived`,
 /// `archived-newer`, `idle`): the orphan, the backup and `old` must go.
 pub fn mixed_store(policy: &str) -> Mixed {
-    mixed_store_on(policy, Backend::Memory)
+    mixed_store_with(policy, false)
+}
+
+/// Config that sends every archive down the parallel-member path: any session takes it and a
+/// member is 700 bytes, so `idle` (6 lines) is written as several members by helper instances.
+pub const MEMBERS_CONFIG: &str = r#""parallel_min_bytes":1,"member_bytes":128"#;
+
+/// [`mixed_store`], with every archive (the setup's and the operation's) written as parallel
+/// members when `members` is set.
+pub fn mixed_store_with(policy: &str, members: bool) -> Mixed {
+    mixed_store_on(policy, Backend::Memory, members)
 }
 
 /// Where a mixed store keeps its archives.
@@ -340,11 +350,11 @@ impl Backend {
     }
 }
 
-/// [`mixed_store`] with its archives in `backend`.
-pub fn mixed_store_on(policy: &str, backend: Backend) -> Mixed {
-    let cap = mixed_cap(policy);
+/// [`mixed_store_with`] with its archives in `backend`.
+pub fn mixed_store_on(policy: &str, backend: Backend, members: bool) -> Mixed {
+    let cap = mixed_cap(policy, members);
     let host = backend.host();
-    let archiver = host.archiver(policy, &format!(r#"{{"max_total_bytes":{cap}}}"#));
+    let archiver = host.archiver(policy, &config(cap, members));
     let expects = populate(&host, &archiver);
     host.rec.reset_log();
     Mixed {
@@ -355,12 +365,21 @@ pub fn mixed_store_on(policy: &str, backend: Backend) -> Mixed {
     }
 }
 
-/// The cap for [`mixed_store`]: built once with no cap, measured after a sweep.
-fn mixed_cap(policy: &str) -> u64 {
-    static CAP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| {
+fn config(cap: u64, members: bool) -> String {
+    if members {
+        format!(r#"{{"max_total_bytes":{cap},{MEMBERS_CONFIG}}}"#)
+    } else {
+        format!(r#"{{"max_total_bytes":{cap}}}"#)
+    }
+}
+
+/// The cap for [`mixed_store_with`]: built once per path with no cap, measured after a sweep.
+fn mixed_cap(policy: &str, members: bool) -> u64 {
+    static CAPS: [std::sync::OnceLock<u64>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    *CAPS[usize::from(members)].get_or_init(|| {
         let host = MockHost::new();
-        let archiver = host.archiver(policy, "{}");
+        let archiver = host.archiver(policy, &config(u64::MAX / 2, members));
         populate(&host, &archiver);
         archiver.archive("idle").expect("archive idle");
         ["archived", "archived-newer", "idle"]
@@ -444,6 +463,19 @@ fn populate(host: &MockHost, archiver: &Archiver) -> Vec<Expect> {
     expects
 }
 
+/// How many gzip members `gz` holds (each read with flate2).
+pub fn gzip_members(gz: &[u8]) -> usize {
+    let mut rest = gz;
+    let mut n = 0;
+    while !rest.is_empty() {
+        let mut dec = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut dec, &mut std::io::sink()).expect("a whole member");
+        rest = dec.into_inner();
+        n += 1;
+    }
+    n
+}
+
 /// Plain gzip of `data` (flate2), for fixtures.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
@@ -461,21 +493,38 @@ pub enum Operation {
     Restore,
     /// The sweep (recover pending, archive due, prune).
     Sweep,
+    /// `archive("idle")` on a store whose archives are all parallel members.
+    ArchiveMembers,
+    /// The sweep on a store whose archives are all parallel members.
+    SweepMembers,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 3] = [Operation::Archive, Operation::Restore, Operation::Sweep];
+    pub const ALL: [Operation; 5] = [
+        Operation::Archive,
+        Operation::Restore,
+        Operation::Sweep,
+        Operation::ArchiveMembers,
+        Operation::SweepMembers,
+    ];
+
+    /// Whether it runs on [`mixed_store_with`]'s parallel-member store.
+    pub fn members(self) -> bool {
+        matches!(self, Operation::ArchiveMembers | Operation::SweepMembers)
+    }
 
     /// Runs it once; `Err` carries whatever went wrong (faults make most runs fail).
     pub fn run(self, m: &Mixed) -> Result<(), String> {
         let a = &m.archiver;
         match self {
-            Operation::Archive => a.archive("idle").map(drop).map_err(|e| e.to_string()),
+            Operation::Archive | Operation::ArchiveMembers => {
+                a.archive("idle").map(drop).map_err(|e| e.to_string())
+            }
             Operation::Restore => a
                 .restore("archived-newer")
                 .map(drop)
                 .map_err(|e| e.to_string()),
-            Operation::Sweep => {
+            Operation::Sweep | Operation::SweepMembers => {
                 let s = a.sweep(|_| {}).map_err(|e| e.to_string())?.value;
                 if s.failed.is_empty() {
                     Ok(())
@@ -496,7 +545,7 @@ impl Operation {
     pub fn finish(self, m: &Mixed, context: &str) {
         let h = &m.host;
         match self {
-            Operation::Archive => {
+            Operation::Archive | Operation::ArchiveMembers => {
                 if let Err(e) = m.archiver.archive("idle") {
                     assert!(
                         matches!(
@@ -546,7 +595,7 @@ impl Operation {
                     "{context}: restored bytes differ"
                 );
             }
-            Operation::Sweep => {
+            Operation::Sweep | Operation::SweepMembers => {
                 if let Err(e) = self.run(m) {
                     panic!("{context}: the sweep after recovery failed: {e}");
                 }
@@ -598,7 +647,7 @@ pub fn break_each_call_on(
     fault: impl Fn(usize) -> session_archiver_testkit::Fault + std::panic::RefUnwindSafe,
     then: impl Fn(&Mixed, &str) + std::panic::RefUnwindSafe,
 ) -> usize {
-    let clean = mixed_store_on("inactivity", backend);
+    let clean = mixed_store_on("inactivity", backend, op.members());
     op.run(&clean)
         .unwrap_or_else(|e| panic!("{op:?} without faults failed: {e}"));
     check(
@@ -607,6 +656,16 @@ pub fn break_each_call_on(
         Phase::Settled,
         &format!("{op:?} without faults"),
     );
+    if op.members() {
+        let gz = clean
+            .host
+            .archive_bytes(&archive_name("idle"))
+            .expect("idle archived");
+        assert!(
+            gzip_members(&gz) > 1,
+            "{op:?}: idle should be written as several members"
+        );
+    }
     let baseline = clean.host.calls();
     let total = baseline.len();
     assert!(total > 0, "{op:?} made no calls");
@@ -618,7 +677,7 @@ pub fn break_each_call_on(
         };
         let at_label = label(baseline.get(n.wrapping_sub(1)));
         let outcome = std::panic::catch_unwind(|| {
-            let m = mixed_store_on("inactivity", backend);
+            let m = mixed_store_on("inactivity", backend, op.members());
             m.host.inject(fault(n));
             let result = op.run(&m);
             let context =

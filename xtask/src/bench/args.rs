@@ -63,7 +63,7 @@ pub struct ProbeArgs {
     /// Compiled-component cache directory.
     #[arg(long)]
     pub cache: PathBuf,
-    /// archive | restore | export | seed-archive
+    /// archive | archive-parallel (workers = 2) | restore | export | seed-archive
     #[arg(long)]
     pub op: String,
     /// Session id.

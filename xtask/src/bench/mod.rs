@@ -61,6 +61,15 @@ const POLICY: &str = "inactivity";
 const CONFIG: &str =
     r#"{"inactive_days":1,"max_total_bytes":1000000000000000,"max_restore_bytes":8589934592}"#;
 
+/// [`CONFIG`] with the parallel-member path off: every archive is one member deflated in the
+/// policy instance (the single-member rows and the size comparison).
+const ONE_MEMBER_CONFIG: &str = r#"{"inactive_days":1,"max_total_bytes":1000000000000000,"max_restore_bytes":8589934592,"parallel_min_bytes":1000000000000000}"#;
+
+/// miniz_oxide level-6 deflate in the sandbox, per core (MB/s): the ceiling a separate probe of
+/// the same corpus measured on this machine class (see the README's analysis). Shown as a
+/// reference line, not measured in the run.
+const SANDBOX_DEFLATE_MBPS: f64 = 39.0;
+
 /// Entry point of `cargo xtask bench`.
 pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     if cfg!(debug_assertions) {
@@ -171,12 +180,21 @@ impl Bench {
     }
 
     fn archiver(&self, stores: Stores, workers: usize) -> Result<Archiver> {
+        self.archiver_with_config(stores, workers, CONFIG)
+    }
+
+    fn archiver_with_config(
+        &self,
+        stores: Stores,
+        workers: usize,
+        config: &str,
+    ) -> Result<Archiver> {
         Ok(Archiver::new(
             stores,
             self.runtime.clone(),
             self.loaded.clone(),
             ArchiverOptions {
-                config: CONFIG.into(),
+                config: config.into(),
                 workers: Some(workers),
                 locks: SessionLocks::in_process(),
             },

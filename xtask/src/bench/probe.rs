@@ -80,13 +80,13 @@ pub fn probe(args: &ProbeArgs) -> Result<()> {
             policy,
             ArchiverOptions {
                 config: CONFIG.into(),
-                workers: Some(1),
+                workers: Some(if args.op == "archive-parallel" { 2 } else { 1 }),
                 locks: SessionLocks::in_process(),
             },
         )?;
         runtime.take_peak_guest_memory();
         match args.op.as_str() {
-            "archive" => {
+            "archive" | "archive-parallel" => {
                 archiver.archive(&args.id)?;
             }
             "restore" => {

@@ -1,12 +1,14 @@
 //! `archive`: live output into a verified gzip archive, recorded in meta, then the live copy
 //! deleted only if it did not change meanwhile.
 
-use super::stream::{verify_archive, write_archive};
+use super::stream::{copy_file_range, verify_archive, verify_members, write_archive};
 use super::{
     archive_name, best_effort, clear_intent, entry_record, first_held, parse_meta,
     remove_if_present, stat_record, update, Error, OUTPUT_FILE,
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
+use crate::decisions::{Parallel, MAX_MEMBER_BYTES};
+use crate::gzip::{GzDecoder, GzEncoder};
 use crate::host::{dir_err, file_err, files, obj_err, Host, Level};
 use crate::meta::{keys, EntryRecord, Intent, Meta, Patch};
 
@@ -20,8 +22,70 @@ fn noop_outcome(now: i64) -> api::ArchiveOutcome {
     }
 }
 
-/// Archives one session: see the WIT `policy.archive`.
+/// Archives one session: see the WIT `policy.archive`. Sessions of the default
+/// [`Parallel::min_bytes`] or more take the parallel-member path.
 pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcome, Error> {
+    archive_with(h, id, level, Parallel::default())
+}
+
+/// Compresses `output[offset, offset + length)` of `id` into one complete gzip member: see the
+/// WIT `policy.compress-member`. A range the file no longer holds is a conflict.
+pub fn compress_member<H: Host>(
+    h: &H,
+    id: &str,
+    offset: u64,
+    length: u64,
+    level: u8,
+) -> Result<api::Member, Error> {
+    if length == 0 || length > MAX_MEMBER_BYTES {
+        return Err(Error::Invalid(format!(
+            "member of {length} bytes (must be 1..={MAX_MEMBER_BYTES})"
+        )));
+    }
+    let end = offset
+        .checked_add(length)
+        .ok_or_else(|| Error::Invalid(format!("member range {offset} + {length} overflows")))?;
+    let mut enc = GzEncoder::new(level)?;
+    let mut bytes = Vec::new();
+    copy_file_range(h, id, OUTPUT_FILE, offset, end, &mut |data| {
+        bytes.extend(enc.write(data)?);
+        Ok(())
+    })?;
+    let (raw_len, crc32) = (enc.raw_len(), enc.crc32());
+    bytes.extend(enc.finish()?);
+    Ok(api::Member {
+        raw_len,
+        crc32,
+        bytes,
+    })
+}
+
+/// Checks that `member` is one complete gzip member of `raw_len` bytes with CRC-32 `crc32`: see
+/// the WIT `policy.verify-member`.
+pub fn verify_member(member: &[u8], raw_len: u64, crc32: u32) -> Result<(), Error> {
+    let mut dec = GzDecoder::new(raw_len);
+    dec.write::<Error>(member, &mut |_| Ok(()))
+        .map_err(|e| Error::Corrupt(format!("member does not inflate: {e:?}")))?;
+    let got = dec
+        .finish()
+        .map_err(|e| Error::Corrupt(format!("member does not inflate: {e}")))?;
+    if got.members != 1 || got.raw_len != raw_len || got.crc32 != crc32 {
+        return Err(Error::Corrupt(format!(
+            "member holds {} gzip member(s) of {} bytes with CRC-32 {:#010x}, expected one of \
+             {raw_len} bytes with {crc32:#010x}",
+            got.members, got.raw_len, got.crc32
+        )));
+    }
+    Ok(())
+}
+
+/// [`archive`] with the policy's [`Parallel`] settings.
+pub fn archive_with<H: Host>(
+    h: &H,
+    id: &str,
+    level: u8,
+    parallel: Parallel,
+) -> Result<api::ArchiveOutcome, Error> {
     let obj = h.get_object(id).map_err(obj_err)?;
     let meta = parse_meta(&obj)?;
     if meta.has_intent() {
@@ -86,21 +150,27 @@ pub fn archive<H: Host>(h: &H, id: &str, level: u8) -> Result<api::ArchiveOutcom
     update(h, id, Patch::new().intent(&intent))?;
 
     // Written, then verified by reading it back: nothing is recorded for an archive we cannot read.
-    let written = match write_archive(h, id, &name, from, stat.size, level)
-        .and_then(|w| verify_archive(h, &name, w.raw_len, Some(w.crc32)).map(|()| w))
-    {
-        Ok(w) => w,
-        Err(e) => {
-            // The writer aborts on a write error; a committed but unverifiable archive is ours.
-            best_effort(
-                h,
-                "remove unverified archive",
-                remove_ours(h, &name, &intent),
-            );
-            best_effort(h, "clear intent", clear_intent(h, id));
-            return Err(e);
-        }
-    };
+    let written =
+        match write_archive(h, id, &name, from, stat.size, level, parallel).and_then(|w| {
+            match &w.members {
+                // Parallel members are read back and checked member by member in parallel.
+                Some(members) => verify_members(h, &name, members)?,
+                None => verify_archive(h, &name, w.raw_len, Some(w.crc32))?,
+            }
+            Ok(w)
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                // The writer aborts on a write error; a committed but unverifiable archive is ours.
+                best_effort(
+                    h,
+                    "remove unverified archive",
+                    remove_ours(h, &name, &intent),
+                );
+                best_effort(h, "clear intent", clear_intent(h, id));
+                return Err(e);
+            }
+        };
 
     let archived = Patch::new()
         .set(keys::ARCHIVED_AT, now)
@@ -256,6 +326,110 @@ mod tests {
         }
         assert_eq!(m[keys::RESTORED_AT], NOW);
         assert!(h.file(ID, SCRATCH).is_none());
+    }
+
+    #[test]
+    fn a_large_session_is_archived_as_members_whose_crcs_combine_into_the_whole_files() {
+        let data = body(20_000);
+        let h = host_with_session(&data);
+        let parallel = crate::decisions::Parallel {
+            min_bytes: 1000,
+            member_bytes: 100_000,
+        };
+        let out = ops::archive_with(&h, ID, 6, parallel).unwrap();
+        assert_eq!(out.raw_bytes, data.len() as u64);
+        assert_eq!(out.crc32, crc32fast::hash(&data));
+        assert!(h
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("members.write-members")));
+        let gz = h.archive("s1.jsonl.gz").unwrap();
+        let mut dec = gzip::GzDecoder::new(u64::MAX);
+        let mut back = Vec::new();
+        dec.write::<gzip::GzError>(&gz, &mut |c| {
+            back.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        let summary = dec.finish().unwrap();
+        let want_members = data.len().div_ceil(100_000) as u32;
+        assert!(want_members > 1, "the body spans several members");
+        assert_eq!(summary.members, want_members);
+        assert_eq!(back, data);
+        assert_eq!(h.meta(ID)[keys::ARCHIVE_CRC32], crc32fast::hash(&data));
+        assert_eq!(h.file(ID, OUTPUT_FILE), None, "live copy freed");
+        let r = ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(r.archived_bytes, data.len() as u64);
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+    }
+
+    #[test]
+    fn a_failed_member_write_keeps_the_live_copy_and_leaves_no_archive_or_intent() {
+        let data = body(5000);
+        let h = host_with_session(&data);
+        h.state
+            .borrow_mut()
+            .fail_next
+            .push("members.write-members".into());
+        let parallel = crate::decisions::Parallel {
+            min_bytes: 1,
+            member_bytes: 10_000,
+        };
+        assert!(ops::archive_with(&h, ID, 6, parallel).is_err());
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+        assert!(h.archive("s1.jsonl.gz").is_none());
+        assert!(h.meta(ID).get(keys::INTENT).is_none());
+    }
+
+    #[test]
+    fn parallel_members_that_do_not_read_back_keep_the_live_copy() {
+        let data = body(20_000);
+        let h = host_with_session(&data);
+        h.state.borrow_mut().corrupt_next_commit = true;
+        let parallel = crate::decisions::Parallel {
+            min_bytes: 1000,
+            member_bytes: 100_000,
+        };
+        let err = ops::archive_with(&h, ID, 6, parallel).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+        assert!(h
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("members.verify-members")));
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+        assert!(h.archive("s1.jsonl.gz").is_none(), "bad archive removed");
+        let m = h.meta(ID);
+        assert!(m.get(keys::ARCHIVED_AT).is_none() && m.get(keys::INTENT).is_none());
+    }
+
+    #[test]
+    fn a_member_verifies_only_against_its_own_length_and_crc() {
+        let data = body(3000);
+        let gz = gzip::compress(&data, 6).unwrap();
+        let crc = crc32fast::hash(&data);
+        assert!(ops::verify_member(&gz, data.len() as u64, crc).is_ok());
+        assert!(ops::verify_member(&gz, data.len() as u64 - 1, crc).is_err());
+        assert!(ops::verify_member(&gz, data.len() as u64, crc ^ 1).is_err());
+        assert!(ops::verify_member(&gz[..gz.len() - 1], data.len() as u64, crc).is_err());
+        let two = [gz.clone(), gzip::compress(b"", 6).unwrap()].concat();
+        assert!(
+            ops::verify_member(&two, data.len() as u64, crc).is_err(),
+            "one member only"
+        );
+    }
+
+    #[test]
+    fn crc32_combine_matches_the_crc_of_the_concatenation() {
+        let (a, b) = (body(300), body(700));
+        let whole: Vec<u8> = a.iter().chain(&b).copied().collect();
+        assert_eq!(
+            gzip::crc32_combine(crc32fast::hash(&a), crc32fast::hash(&b), b.len() as u64),
+            crc32fast::hash(&whole)
+        );
+        assert_eq!(
+            gzip::crc32_combine(0, crc32fast::hash(&a), a.len() as u64),
+            crc32fast::hash(&a)
+        );
     }
 
     #[test]

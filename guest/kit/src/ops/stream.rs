@@ -2,9 +2,10 @@
 //! verified read-back every archive gets before anything is recorded.
 
 use super::{Error, CHUNK, OUTPUT_FILE};
-use crate::gzip::{DecodeSummary, GzDecoder, GzEncoder};
+use crate::decisions::Parallel;
+use crate::gzip::{crc32_combine, DecodeSummary, GzDecoder, GzEncoder};
 use crate::host::{
-    archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, FileStat, Host,
+    archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, FileStat, Host, MemberWritten,
 };
 
 /// Collects small pieces into ~1 MiB chunks before handing them to a host call.
@@ -192,10 +193,14 @@ pub(super) struct Written {
     pub(super) raw_len: u64,
     pub(super) crc32: u32,
     pub(super) gz_bytes: u64,
+    /// The members the host wrote, on the parallel path.
+    pub(super) members: Option<Vec<MemberWritten>>,
 }
 
 /// Streams `output[from..to)` through gzip into a new archive `name` and commits it; on any error
-/// the writer is aborted, so no file of that name is created or changed.
+/// the writer is aborted, so no file of that name is created or changed. A range of at least
+/// `parallel.min_bytes` is compressed by the host's workers as members of
+/// `parallel.member_bytes` each ([`write_members`]); a smaller one as one member here.
 pub(super) fn write_archive<H: Host>(
     h: &H,
     id: &str,
@@ -203,10 +208,28 @@ pub(super) fn write_archive<H: Host>(
     from: u64,
     to: u64,
     level: u8,
+    parallel: Parallel,
 ) -> Result<Written, Error> {
     let writer = h
         .create_archive(name)
         .map_err(|e| dir_err("create archive", e))?;
+    if to - from >= parallel.min_bytes {
+        let result = write_members(h, &writer, id, from, to, parallel.member_bytes).and_then(
+            |(raw_len, crc32, members)| {
+                let entry = writer.commit().map_err(|e| dir_err("commit archive", e))?;
+                Ok(Written {
+                    raw_len,
+                    crc32,
+                    gz_bytes: entry.size,
+                    members: Some(members),
+                })
+            },
+        );
+        if result.is_err() {
+            writer.abort();
+        }
+        return result;
+    }
     let result = (|| {
         let mut enc = GzEncoder::new(level)?;
         copy_file_range(h, id, OUTPUT_FILE, from, to, &mut |data| {
@@ -225,10 +248,57 @@ pub(super) fn write_archive<H: Host>(
             raw_len,
             crc32,
             gz_bytes: entry.size,
+            members: None,
         })
     })();
     if result.is_err() {
         writer.abort();
     }
     result
+}
+
+/// Has the host compress `output[from..to)` as members into `writer`; returns the length and the
+/// CRC-32 of the whole range, combined from the members' (the read-back verify then checks the
+/// file against them, so a host that misreports a member is caught there).
+fn write_members<H: Host>(
+    h: &H,
+    writer: &H::Writer,
+    id: &str,
+    from: u64,
+    to: u64,
+    member_bytes: u64,
+) -> Result<(u64, u32, Vec<MemberWritten>), Error> {
+    let members = h
+        .write_members(writer, id, from, to - from, member_bytes)
+        .map_err(|e| dir_err("write archive members", e))?;
+    let mut raw_len = 0u64;
+    let mut crc = 0u32;
+    for m in &members {
+        crc = crc32_combine(crc, m.crc32, m.raw_len);
+        raw_len = raw_len.saturating_add(m.raw_len);
+    }
+    if raw_len != to - from {
+        return Err(Error::Io(format!(
+            "the host wrote members of {raw_len} bytes for the {} bytes of {id}'s output",
+            to - from
+        )));
+    }
+    Ok((raw_len, crc, members))
+}
+
+/// Has the host read the committed archive `name` back and check it is exactly `members` (each
+/// inflated to its length and CRC-32, in parallel); any difference is `corrupt`.
+pub(super) fn verify_members<H: Host>(
+    h: &H,
+    name: &str,
+    members: &[MemberWritten],
+) -> Result<(), Error> {
+    match h.verify_members(name, members) {
+        Ok(None) => Ok(()),
+        Ok(Some(what)) => Err(Error::Corrupt(format!("archive {name}: {what}"))),
+        Err(archive_dir::Error::NotFound(_)) => {
+            Err(Error::Corrupt(format!("archive {name} is missing")))
+        }
+        Err(e) => Err(dir_err("verify archive members", e)),
+    }
 }

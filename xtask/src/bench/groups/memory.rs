@@ -39,7 +39,15 @@ impl Bench {
         };
         let rss_target = Target::MemoryAtMost(64 * MIB);
         let guest_target = Target::MemoryAtMost(16 * MIB);
-        for op in ["archive", "export", "restore", "seed-archive"] {
+        // `archive-parallel` last: it leaves the session archived, and the seed's archive reads
+        // the live output.
+        for op in [
+            "archive",
+            "export",
+            "restore",
+            "seed-archive",
+            "archive-parallel",
+        ] {
             let p = self.probe(&dir, op, id)?;
             let speed = bytes as f64 / MB / p.secs;
             println!(
@@ -50,6 +58,7 @@ impl Bench {
             );
             let what = match op {
                 "seed-archive" => "seed-style native archive".to_string(),
+                "archive-parallel" => "archive, workers = 2, parallel members".to_string(),
                 op => format!("{op}, WASM policy"),
             };
             let mut rss = Row::new(

@@ -1,0 +1,608 @@
+//! `session-archiver:policy/members`: one large session's archive compressed on several cores.
+//!
+//! The guest's `archive` keeps the whole protocol and hands the host one range of `output`; the
+//! host splits it into members and runs the policy's own `compress-member` export on fresh
+//! instances (each scoped to reading that session's `output` only), on up to the archiver's
+//! worker count of threads at once, and appends the members in order to the guest's writer.
+//!
+//! Scheduling shares one [`WorkerPool`] with the sweep: every archive operation holds one slot
+//! while it runs, and its member helpers run on that slot plus whatever slots are free when a
+//! member is started ([`WorkerPool::try_acquire`], never a blocking wait, so an operation that
+//! holds a slot never waits for another: no deadlock however sweep workers and members mix).
+//! Memory stays bounded: at most a window of `2 × workers` members (one, with one worker) is
+//! started ahead of the one being written, and a member is a few MiB at most.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use wasmtime::component::Resource;
+
+use super::archive_dir::WriterResource;
+use super::scope::{Access, OpScope, Scope};
+use super::{HostError, HostState, HostTrap, Stores, MAX_CHUNK_BYTES};
+use crate::bindings::session_archiver::policy::members::{Host, MemberWritten};
+use crate::error::{ArchiverError, Op, PolicyError};
+use crate::policy::LoadedPolicy;
+use crate::runtime::Runtime;
+use crate::store::StoreError;
+
+/// Largest `member-bytes` (the WIT limit): a member comes back to the host in one list.
+pub const MAX_MEMBER_BYTES: u64 = 64 << 20;
+
+/// The slots archive work runs on: a sweep worker or a single `archive` holds one for its whole
+/// operation; member helpers take free ones without waiting.
+#[derive(Debug)]
+pub struct WorkerPool {
+    free: Mutex<usize>,
+    freed: Condvar,
+    size: usize,
+}
+
+/// One slot of a [`WorkerPool`], given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<WorkerPool>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.lock() += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+impl WorkerPool {
+    /// A pool of `size` slots (at least one).
+    pub fn new(size: usize) -> Arc<Self> {
+        let size = size.max(1);
+        Arc::new(WorkerPool {
+            free: Mutex::new(size),
+            freed: Condvar::new(),
+            size,
+        })
+    }
+
+    /// How many slots the pool has.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a free slot. Only callers that hold no slot may wait (an operation's start).
+    pub fn acquire(self: &Arc<Self>) -> Slot {
+        let mut free = self.lock();
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(self.clone())
+    }
+
+    /// A free slot now, or `None`.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let mut free = self.lock();
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Slot(self.clone()))
+    }
+}
+
+/// What an archive operation needs to start member helpers: the same policy, config, runtime
+/// and stores, and the shared pool.
+#[derive(Clone)]
+pub struct MemberCtx {
+    /// The runtime the operation runs on.
+    pub runtime: Arc<Runtime>,
+    /// The stores the operation works on.
+    pub stores: Stores,
+    /// The policy the operation runs (helpers run the same bytes).
+    pub policy: Arc<LoadedPolicy>,
+    /// The operation's config text.
+    pub config: String,
+    /// The archiver's worker slots.
+    pub pool: Arc<WorkerPool>,
+}
+
+/// One compressed member.
+struct Member {
+    raw_len: u64,
+    crc32: u32,
+    bytes: Vec<u8>,
+}
+
+/// Why a helper failed: a policy error goes back to the guest as a WIT error, anything else
+/// (a trap, a limit, a halt) ends the calling operation too.
+enum HelperError {
+    Store(StoreError),
+    Trap(String),
+}
+
+/// Shared between the writing thread and the helpers.
+struct Work {
+    /// Next member index to start.
+    next: usize,
+    /// Members done and not yet written, by index.
+    done: BTreeMap<usize, Result<Member, HelperError>>,
+    /// Members written so far (the window's base).
+    written: usize,
+    /// Set on the first failure: helpers start nothing more.
+    stop: bool,
+}
+
+/// The scope of a member helper: reads of session `id`'s `output`, nothing else.
+fn helper_scope(id: &str) -> OpScope {
+    OpScope {
+        op: Op::Archive,
+        session: Some(id.to_string()),
+        scope: Scope::Member(id.to_string()),
+    }
+}
+
+/// Runs `compress-member` for `[offset, offset + len)` on a fresh instance.
+fn compress(ctx: &MemberCtx, id: &str, offset: u64, len: u64) -> Result<Member, HelperError> {
+    let result = ctx.runtime.run_scoped(
+        &ctx.policy,
+        &ctx.stores,
+        helper_scope(id),
+        Some(id),
+        |g, s| g.call_compress_member(s, &ctx.config, id, offset, len),
+    );
+    match result {
+        Ok((m, _)) => {
+            if m.raw_len != len {
+                return Err(HelperError::Store(StoreError::Io(format!(
+                    "compress-member of {id} [{offset}, +{len}) reported {} bytes",
+                    m.raw_len
+                ))));
+            }
+            Ok(Member {
+                raw_len: m.raw_len,
+                crc32: m.crc32,
+                bytes: m.bytes,
+            })
+        }
+        Err(ArchiverError::Policy { error, .. }) => Err(HelperError::Store(match error {
+            PolicyError::Conflict(m) => StoreError::Conflict(m),
+            PolicyError::Invalid(m) => StoreError::Invalid(m),
+            other => StoreError::Io(format!(
+                "compress-member of {id} [{offset}, +{len}): {}",
+                crate::error::describe_policy_error(&other)
+            )),
+        })),
+        Err(e) => Err(HelperError::Trap(format!(
+            "a member helper of {id} failed: {e}"
+        ))),
+    }
+}
+
+impl Host for HostState {
+    fn write_members(
+        &mut self,
+        w: Resource<WriterResource>,
+        id: String,
+        offset: u64,
+        length: u64,
+        member_bytes: u64,
+    ) -> Result<Vec<MemberWritten>, HostError> {
+        self.call(|s| {
+            s.scope.file(
+                "members.write-members",
+                &id,
+                super::scope::OUTPUT,
+                Access::Write,
+            )?;
+            if length == 0 || member_bytes == 0 || member_bytes > MAX_MEMBER_BYTES {
+                return Err(HostError::invalid(format!(
+                    "members of {id}: range of {length} bytes in members of {member_bytes} \
+                     (must be non-empty, members 1..={MAX_MEMBER_BYTES})"
+                )));
+            }
+            let end = offset.checked_add(length).ok_or_else(|| {
+                HostError::invalid(format!("members of {id}: {offset} + {length} overflows"))
+            })?;
+            let ctx = s.members.clone().ok_or_else(|| {
+                HostError::invalid(format!(
+                    "members of {id}: parallel members are only available to archive"
+                ))
+            })?;
+            // The writer must be live before any work starts.
+            if !s.table.get(&w)?.is_open() {
+                return Err(super::archive_dir::consumed());
+            }
+            let ranges: Vec<(u64, u64)> = (0..length.div_ceil(member_bytes))
+                .map(|i| {
+                    let o = offset + i * member_bytes;
+                    (o, member_bytes.min(end - o))
+                })
+                .collect();
+            write_all(s, &w, &ctx, &id, &ranges)
+        })
+    }
+
+    fn verify_members(
+        &mut self,
+        name: String,
+        members: Vec<MemberWritten>,
+    ) -> Result<Option<String>, HostError> {
+        self.call(|s| s.verify_members_impl(&name, &members))
+    }
+}
+
+/// Compresses `ranges` on helper threads and writes the members in order.
+fn write_all(
+    s: &mut HostState,
+    w: &Resource<WriterResource>,
+    ctx: &MemberCtx,
+    id: &str,
+    ranges: &[(u64, u64)],
+) -> Result<Vec<MemberWritten>, HostError> {
+    // How far helpers may run ahead of the member being written. With one worker, one member
+    // at a time: compress, write, compress, ... (the store calls then come in one fixed order,
+    // which the fault and crash sweeps rely on).
+    let window = match ctx.pool.size() {
+        1 => 1,
+        n => 2 * n,
+    };
+    let work = Mutex::new(Work {
+        next: 0,
+        done: BTreeMap::new(),
+        written: 0,
+        stop: false,
+    });
+    let changed = Condvar::new();
+    let lock = || work.lock().unwrap_or_else(|e| e.into_inner());
+
+    // One helper: claims the next member inside the window, compresses it, hands it over.
+    let helper = |_slot: Option<Slot>| loop {
+        let i = {
+            let mut g = lock();
+            loop {
+                if g.stop || g.next >= ranges.len() {
+                    return;
+                }
+                if g.next < g.written + window {
+                    break;
+                }
+                g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            g.next += 1;
+            g.next - 1
+        };
+        let (o, len) = ranges[i];
+        let result = compress(ctx, id, o, len);
+        let mut g = lock();
+        if result.is_err() {
+            g.stop = true;
+        }
+        g.done.insert(i, result);
+        changed.notify_all();
+    };
+
+    std::thread::scope(|scope| {
+        let mut out = Vec::with_capacity(ranges.len());
+        // The calling operation's own slot runs the first helper.
+        scope.spawn(|| helper(None));
+        let mut helpers = 1;
+        let mut failure: Option<HostError> = None;
+        loop {
+            // More helpers while slots are free and members are left to start.
+            while helpers < ranges.len() {
+                let left = {
+                    let g = lock();
+                    !g.stop && g.next < ranges.len()
+                };
+                if !left {
+                    break;
+                }
+                match ctx.pool.try_acquire() {
+                    Some(slot) => {
+                        let h = &helper;
+                        scope.spawn(move || h(Some(slot)));
+                        helpers += 1;
+                    }
+                    None => break,
+                }
+            }
+            let ready = {
+                let mut g = lock();
+                loop {
+                    let written = g.written;
+                    if let Some(r) = g.done.remove(&written) {
+                        break Some(r);
+                    }
+                    if g.stop && g.next <= written {
+                        // A later member failed before this one was started: report it.
+                        let first_err = g.done.iter().find(|(_, r)| r.is_err()).map(|(k, _)| *k);
+                        break first_err.and_then(|k| g.done.remove(&k));
+                    }
+                    g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let Some(result) = ready else { break };
+            let member = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    failure = Some(helper_failure(e));
+                    break;
+                }
+            };
+            if let Err(e) = append(s, w, &member) {
+                failure = Some(e);
+                break;
+            }
+            out.push(MemberWritten {
+                raw_len: member.raw_len,
+                crc32: member.crc32,
+                gz_len: member.bytes.len() as u64,
+            });
+            let mut g = lock();
+            g.written += 1;
+            changed.notify_all();
+            if g.written == ranges.len() {
+                break;
+            }
+        }
+        // Stop the helpers (they finish the member in hand) before the scope joins them.
+        {
+            let mut g = lock();
+            g.stop = true;
+            changed.notify_all();
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    })
+    .and_then(|out| {
+        if out.len() == ranges.len() {
+            Ok(out)
+        } else {
+            // The loop ended without a member and without a failure: a helper stopped early.
+            Err(HostError::Store(StoreError::Io(format!(
+                "members of {id}: {} of {} members were written",
+                out.len(),
+                ranges.len()
+            ))))
+        }
+    })
+}
+
+fn helper_failure(e: HelperError) -> HostError {
+    match e {
+        HelperError::Store(e) => HostError::Store(e),
+        HelperError::Trap(msg) => HostError::Trap(wasmtime::Error::new(HostTrap::Helper(msg))),
+    }
+}
+
+/// Appends one member to the writer in chunks, charged to the operation's write allowance.
+fn append(
+    s: &mut HostState,
+    w: &Resource<WriterResource>,
+    member: &Member,
+) -> Result<(), HostError> {
+    // The helpers read the member's bytes on this operation's behalf: count them as read by
+    // it, so its write allowance (a multiple of the bytes read) covers the members written.
+    s.usage.file_read = s.usage.file_read.saturating_add(member.raw_len);
+    for chunk in member.bytes.chunks(MAX_CHUNK_BYTES) {
+        let name = s.table.get(w)?.name().to_string();
+        s.charge_write(
+            "members.write-members",
+            || format!("archive {name}"),
+            chunk.len(),
+        )?;
+        let writer = s
+            .table
+            .get_mut(w)?
+            .writer_mut()
+            .ok_or_else(super::archive_dir::consumed)?;
+        writer.write(chunk)?;
+    }
+    Ok(())
+}
+
+/// A verify job's failure: the archive is corrupt (a message for the guest), or a helper failed.
+enum VerifyFail {
+    Corrupt(String),
+    Helper(HelperError),
+}
+
+/// Shared between the reading thread and the verify helpers.
+struct Checks {
+    /// Members read and not yet taken: (index, bytes, raw length, CRC-32).
+    pending: std::collections::VecDeque<(usize, Vec<u8>, u64, u32)>,
+    /// Members being verified now.
+    in_flight: usize,
+    /// No more members will be queued.
+    closed: bool,
+    /// The first failure; helpers stop taking members.
+    failed: Option<VerifyFail>,
+}
+
+/// Runs `verify-member` for one member on a fresh instance (it needs no imports: the scope
+/// allows nothing but reads of the session's output).
+fn verify_one(
+    ctx: &MemberCtx,
+    id: &str,
+    i: usize,
+    bytes: Vec<u8>,
+    raw_len: u64,
+    crc32: u32,
+) -> Result<(), VerifyFail> {
+    let result = ctx.runtime.run_scoped(
+        &ctx.policy,
+        &ctx.stores,
+        helper_scope(id),
+        Some(id),
+        |g, s| g.call_verify_member(s, &ctx.config, &bytes, raw_len, crc32),
+    );
+    match result {
+        Ok(((), _)) => Ok(()),
+        Err(ArchiverError::Policy {
+            error: PolicyError::Corrupt(m),
+            ..
+        }) => Err(VerifyFail::Corrupt(format!("member {i}: {m}"))),
+        Err(ArchiverError::Policy { error, .. }) => Err(VerifyFail::Helper(HelperError::Store(
+            StoreError::Io(format!(
+                "verify-member {i} of {id}: {}",
+                crate::error::describe_policy_error(&error)
+            )),
+        ))),
+        Err(e) => Err(VerifyFail::Helper(HelperError::Trap(format!(
+            "a member verify helper of {id} failed: {e}"
+        )))),
+    }
+}
+
+/// Reads exactly `len` bytes from `reader` (fewer at the end of the file), counting them as read
+/// by the operation.
+fn read_exact(
+    s: &mut HostState,
+    reader: &mut dyn crate::archive_dir::ArchiveReader,
+    len: u64,
+) -> Result<Vec<u8>, HostError> {
+    let mut out = Vec::with_capacity(len as usize);
+    while (out.len() as u64) < len {
+        let want = (len - out.len() as u64).min(MAX_CHUNK_BYTES as u64) as usize;
+        let chunk = reader.read(want)?;
+        if chunk.is_empty() {
+            break;
+        }
+        s.usage.archive_read = s.usage.archive_read.saturating_add(chunk.len() as u64);
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+impl HostState {
+    /// `members.verify-members`: see the WIT.
+    fn verify_members_impl(
+        &mut self,
+        name: &str,
+        members: &[MemberWritten],
+    ) -> Result<Option<String>, HostError> {
+        crate::archive_dir::validate_archive_name(name)?;
+        self.scope
+            .archive("members.verify-members", name, Access::Read)?;
+        if members.is_empty() || members.iter().any(|m| m.gz_len > MAX_MEMBER_BYTES) {
+            return Err(HostError::invalid(format!(
+                "verify of {name}: no members, or a member over {MAX_MEMBER_BYTES} bytes"
+            )));
+        }
+        let ctx = self.members.clone().ok_or_else(|| {
+            HostError::invalid(format!(
+                "verify of {name}: parallel members are only available to archive"
+            ))
+        })?;
+        let id = name
+            .strip_suffix(super::scope::ARCHIVE_SUFFIX)
+            .unwrap_or(name)
+            .to_string();
+        let mut reader = self.stores.archive_dir.open(name)?;
+        let window = match ctx.pool.size() {
+            1 => 1,
+            n => 2 * n,
+        };
+        let checks = Mutex::new(Checks {
+            pending: std::collections::VecDeque::new(),
+            in_flight: 0,
+            closed: false,
+            failed: None,
+        });
+        let changed = Condvar::new();
+        let lock = || checks.lock().unwrap_or_else(|e| e.into_inner());
+        let helper = |_slot: Option<Slot>| loop {
+            let (i, bytes, raw_len, crc) = {
+                let mut g = lock();
+                loop {
+                    if g.failed.is_some() {
+                        return;
+                    }
+                    if let Some(job) = g.pending.pop_front() {
+                        g.in_flight += 1;
+                        break job;
+                    }
+                    if g.closed {
+                        return;
+                    }
+                    g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let result = verify_one(&ctx, &id, i, bytes, raw_len, crc);
+            let mut g = lock();
+            g.in_flight -= 1;
+            if let Err(e) = result {
+                g.failed.get_or_insert(e);
+            }
+            changed.notify_all();
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| helper(None));
+            let mut helpers = 1;
+            let mut read_failure = None;
+            let mut corrupt = None;
+            for (i, m) in members.iter().enumerate() {
+                let bytes = match read_exact(self, reader.as_mut(), m.gz_len) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        read_failure = Some(e);
+                        break;
+                    }
+                };
+                if (bytes.len() as u64) < m.gz_len {
+                    corrupt = Some(format!("the file ends inside member {i}"));
+                    break;
+                }
+                {
+                    let mut g = lock();
+                    while g.failed.is_none() && g.pending.len() + g.in_flight >= window {
+                        g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if g.failed.is_some() {
+                        break;
+                    }
+                    g.pending.push_back((i, bytes, m.raw_len, m.crc32));
+                    changed.notify_all();
+                }
+                if helpers < members.len() {
+                    if let Some(slot) = ctx.pool.try_acquire() {
+                        let h = &helper;
+                        scope.spawn(move || h(Some(slot)));
+                        helpers += 1;
+                    }
+                }
+            }
+            if read_failure.is_none() && corrupt.is_none() {
+                match read_exact(self, reader.as_mut(), 1) {
+                    Ok(tail) if !tail.is_empty() => {
+                        corrupt = Some("bytes follow the last member".to_string())
+                    }
+                    Ok(_) => {}
+                    Err(e) => read_failure = Some(e),
+                }
+            }
+            // Let the helpers drain the queue (or stop on a failure) and wait for them.
+            let mut g = lock();
+            g.closed = true;
+            if read_failure.is_some() || corrupt.is_some() {
+                g.pending.clear();
+            }
+            changed.notify_all();
+            while g.in_flight > 0 || (g.failed.is_none() && !g.pending.is_empty()) {
+                g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            let failed = g.failed.take();
+            drop(g);
+            if let Some(e) = read_failure {
+                return Err(e);
+            }
+            match failed {
+                Some(VerifyFail::Helper(e)) => Err(helper_failure(e)),
+                Some(VerifyFail::Corrupt(m)) => Ok(Some(m)),
+                None => Ok(corrupt),
+            }
+        })
+    }
+}
