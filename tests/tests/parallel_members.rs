@@ -87,3 +87,52 @@ fn parallel_members_cost_little_against_one_member() {
         "members {members} bytes vs one member {one}"
     );
 }
+
+/// Archives `s` on the parallel path with `damage` applied to the committed file just before it
+/// is read back; returns the policy's error.
+fn archive_damaged(damage: fn(&mut Vec<u8>)) -> (MockHost, Vec<u8>, String) {
+    let host = MockHost::new();
+    host.session("s").idle_days(10).lines(3000).create();
+    let original = host.output("s").expect("output");
+    let archives = host.archives.clone();
+    host.before_next("archive-dir.open", move || {
+        let mut gz = archives.inner.get("s.jsonl.gz").expect("committed");
+        damage(&mut gz);
+        archives.inner.put("s.jsonl.gz", &gz, 0).unwrap();
+    });
+    let a = archiver(&host, 2, r#"{"parallel_min_bytes":1,"member_bytes":65536}"#);
+    let err = a.archive("s").expect_err("a damaged archive is refused");
+    assert_eq!(host.rec.pending_hooks(), 0, "the archive was read back");
+    (host, original, err.to_string())
+}
+
+#[test]
+fn parallel_members_damaged_after_commit_keep_the_live_copy_and_report_corrupt() {
+    // Guards the parallel read-back verify: a flipped byte in one member, a lost tail and
+    // trailing garbage are each caught before the live copy goes.
+    let damages: [fn(&mut Vec<u8>); 3] = [
+        |gz| {
+            let mid = gz.len() / 2;
+            gz[mid] ^= 0x55;
+        },
+        |gz| gz.truncate(gz.len() - 3),
+        |gz| gz.extend_from_slice(b"garbage"),
+    ];
+    for (i, damage) in damages.into_iter().enumerate() {
+        let (host, original, err) = archive_damaged(damage);
+        assert!(err.contains("corrupt"), "damage {i}: {err}");
+        assert!(
+            host.output("s").as_deref() == Some(&original[..]),
+            "damage {i}: live copy kept"
+        );
+        assert!(
+            host.archive_bytes("s.jsonl.gz").is_none(),
+            "damage {i}: the unverifiable archive is removed"
+        );
+        assert!(
+            host.meta("s").get("session:archive_intent").is_none(),
+            "damage {i}: no intent left"
+        );
+        assert!(host.calls_to("files.delete-if-unchanged").is_empty());
+    }
+}

@@ -212,12 +212,13 @@ impl Host for HostState {
             if !s.table.get(&w)?.is_open() {
                 return Err(super::archive_dir::consumed());
             }
-            let ranges: Vec<(u64, u64)> = (0..length.div_ceil(member_bytes))
-                .map(|i| {
-                    let o = offset + i * member_bytes;
-                    (o, member_bytes.min(end - o))
-                })
-                .collect();
+            // Computed on demand: a guest's range is never materialised (a hostile one could
+            // ask for billions of 1-byte members).
+            let ranges = Ranges {
+                offset,
+                end,
+                member: member_bytes,
+            };
             write_all(s, &w, &ctx, &id, &ranges)
         })
     }
@@ -231,13 +232,32 @@ impl Host for HostState {
     }
 }
 
+/// `[offset, end)` cut into members of `member` bytes (the last one shorter).
+struct Ranges {
+    offset: u64,
+    end: u64,
+    member: u64,
+}
+
+impl Ranges {
+    fn len(&self) -> usize {
+        usize::try_from((self.end - self.offset).div_ceil(self.member)).unwrap_or(usize::MAX)
+    }
+
+    /// Member `i`: (offset, length).
+    fn get(&self, i: usize) -> (u64, u64) {
+        let o = self.offset + i as u64 * self.member;
+        (o, self.member.min(self.end - o))
+    }
+}
+
 /// Compresses `ranges` on helper threads and writes the members in order.
 fn write_all(
     s: &mut HostState,
     w: &Resource<WriterResource>,
     ctx: &MemberCtx,
     id: &str,
-    ranges: &[(u64, u64)],
+    ranges: &Ranges,
 ) -> Result<Vec<MemberWritten>, HostError> {
     // How far helpers may run ahead of the member being written. With one worker, one member
     // at a time: compress, write, compress, ... (the store calls then come in one fixed order,
@@ -271,7 +291,7 @@ fn write_all(
             g.next += 1;
             g.next - 1
         };
-        let (o, len) = ranges[i];
+        let (o, len) = ranges.get(i);
         let result = compress(ctx, id, o, len);
         let mut g = lock();
         if result.is_err() {
@@ -282,7 +302,7 @@ fn write_all(
     };
 
     std::thread::scope(|scope| {
-        let mut out = Vec::with_capacity(ranges.len());
+        let mut out = Vec::new();
         // The calling operation's own slot runs the first helper.
         scope.spawn(|| helper(None));
         let mut helpers = 1;
