@@ -218,6 +218,18 @@ fn sweep_archive_restore_export_and_prune_work_against_an_s3_server() {
     );
     assert_eq!(m.exports(), before);
 
+    // A bucket that does not exist fails at once, naming it, before anything is written.
+    let mut c = archiver(&m.data);
+    moto.env(&mut c);
+    c.args(["--archive-dir", "s3://no-such-bucket/x", "--s3-endpoint"])
+        .arg(&moto.endpoint)
+        .arg("sweep");
+    let out = run(c);
+    assert!(!out.status.success());
+    let err = cli_support::stderr(&out);
+    assert!(err.contains("s3://no-such-bucket/x"), "{err}");
+    assert_eq!(m.exports(), before, "nothing changed");
+
     // A cap of half the bucket's usage: the sweep prunes down to it, tombstoning only copies.
     let cap = total / 2;
     let config = format!(r#"{{"max_total_bytes":{cap}}}"#);
