@@ -19,7 +19,7 @@ use tempfile::TempDir;
 const BUCKET: &str = "team";
 /// The crash tests' data directories: small, and the same session ids in each copy.
 const CRASH_SEED: u64 = 5;
-const CRASH_SESSIONS: usize = 6;
+const CRASH_SESSIONS: usize = 4;
 
 /// One data directory archiving into `url` on `endpoint`.
 struct Machine<'a> {
@@ -473,16 +473,15 @@ fn an_archive_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
 
 #[test]
 fn a_prune_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
-    // Everything idle archived first; then a sweep under a cap of a third of it only prunes.
+    // Everything idle archived first; then a sweep under a cap of one byte only prunes, and
+    // prunes every archive: how many it prunes (so which request does what) never depends on
+    // the archives' ages, which the bucket stamps to the second.
     let setup = |m: &Machine| {
         m.json(&["sweep", "--json"]);
     };
     let moto = started_moto();
     let probe = Machine::with_sessions(&moto, "probe", CRASH_SEED, CRASH_SESSIONS);
     setup(&probe);
-    let bytes = probe.json(&["status", "--json"])["archive_bytes"]
-        .as_u64()
-        .unwrap();
     // Only archived sessions can lose anything to a prune.
     let archived: Vec<String> = probe
         .agent_sessions()
@@ -493,19 +492,17 @@ fn a_prune_killed_at_any_s3_request_is_recovered_with_nothing_lost() {
                 .is_some()
         })
         .collect();
-    assert!(archived.len() >= 3, "{archived:?}");
+    assert!(archived.len() >= 2, "{archived:?}");
     drop(probe);
     drop(moto);
-    let config = format!(r#"{{"max_total_bytes":{}}}"#, bytes / 3);
-    let args = ["--config", &config, "sweep", "--json"];
+    let args = ["--config", r#"{"max_total_bytes":1}"#, "sweep", "--json"];
     let finish = |m: &Machine| {
         let s = m.json(&args);
         assert_eq!(s["failed"].as_array().unwrap().len(), 0, "{s}");
         let status = m.json(&["status", "--json"]);
-        assert!(
-            status["archive_bytes"].as_u64().unwrap() <= bytes / 3,
-            "{status}"
-        );
+        assert_eq!(status["archive_bytes"], 0, "{status}");
+        assert_eq!(status["pending_intents"], 0, "{status}");
+        assert!(m.objects().is_empty());
     };
     let t = killed_at_every_request("prune", setup, &args, &archived, true, finish);
     eprintln!("the pruning sweep makes {t} S3 requests; the archiver was killed at each");
