@@ -189,8 +189,8 @@ impl DataDirPaths {
     }
 
     /// `<archive dir>/.locks`, where the per-session lock files live; for archives in an
-    /// object store, `.archiver-locks` beside the object store (the locks are local to this
-    /// machine, see README's known limits).
+    /// object store, `.archiver-locks` beside the object store (such locks are local to this
+    /// machine: README, "Archives in an S3 bucket").
     pub fn locks_dir(&self) -> PathBuf {
         match self.archive_url() {
             Some(_) => self

@@ -208,12 +208,16 @@ pub enum Hold {
     After,
 }
 
+/// Which request a gate holds: the Nth, or the first whose request line matches.
+type Matcher = Box<dyn Fn(&str) -> bool + Send>;
+
 #[derive(Default)]
 struct GateState {
     requests: usize,
     /// Request lines (`PUT /bucket/key HTTP/1.1`) in order.
     log: Vec<String>,
     hold: Option<(usize, Hold)>,
+    hold_matching: Option<(Matcher, Hold)>,
     held: Option<String>,
 }
 
@@ -255,6 +259,16 @@ impl Gate {
         let mut st = self.state.0.lock().unwrap();
         *st = GateState {
             hold: Some((n, how)),
+            ..GateState::default()
+        };
+    }
+
+    /// Holds the first request whose request line (`PUT /bucket/key?partNumber=2... HTTP/1.1`)
+    /// satisfies `matches`, as `how`; resets the count.
+    pub fn hold_first(&self, matches: impl Fn(&str) -> bool + Send + 'static, how: Hold) {
+        let mut st = self.state.0.lock().unwrap();
+        *st = GateState {
+            hold_matching: Some((Box::new(matches), how)),
             ..GateState::default()
         };
     }
@@ -329,8 +343,20 @@ fn serve(
             st.requests += 1;
             st.log.push(head[0].clone());
             let n = st.requests;
-            match st.hold {
-                Some((at, how)) if at == n => {
+            let matched = match &st.hold_matching {
+                Some((m, how)) if m(&head[0]) => Some(*how),
+                _ => None,
+            };
+            if matched.is_some() {
+                st.hold_matching = None;
+            }
+            match st
+                .hold
+                .filter(|(at, _)| *at == n)
+                .map(|(_, how)| how)
+                .or(matched)
+            {
+                Some(how) => {
                     if how == Hold::Before {
                         st.held = Some(head[0].clone());
                         cv.notify_all();

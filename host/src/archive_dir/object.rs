@@ -67,6 +67,9 @@ pub struct S3Options {
 #[derive(Clone)]
 pub struct ObjectArchiveDir {
     inner: Arc<Inner>,
+    /// `None`: every archive under the prefix is ours.
+    owns: Option<OwnerFilter>,
+    part_size: usize,
 }
 
 /// Whether a session id is this archiver's own (see [`ObjectArchiveDir::owned_by`]).
@@ -74,15 +77,12 @@ pub type OwnerFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
-    /// `None`: every archive under the prefix is ours.
-    owns: Option<OwnerFilter>,
     /// `None` only while dropping (see `Drop`).
     runtime: Option<tokio::runtime::Runtime>,
     /// Where archives live in the store (empty: the bucket's root).
     prefix: ObjectPath,
     /// What `path` reports before `/<name>`, e.g. `s3://bucket/prefix`.
     url: String,
-    part_size: usize,
 }
 
 impl std::fmt::Debug for ObjectArchiveDir {
@@ -150,35 +150,27 @@ impl ObjectArchiveDir {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                owns: None,
                 runtime: Some(runtime),
                 prefix,
                 url: url.into().trim_end_matches('/').to_owned(),
-                part_size: PART_SIZE,
             }),
+            owns: None,
+            part_size: PART_SIZE,
         })
     }
 
     /// Lists only archives of sessions `owns` accepts (this machine's, when several share the
     /// prefix); others count as foreign and are never offered to a policy, so never pruned.
-    pub fn owned_by(self, owns: OwnerFilter) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("owned_by on a shared ObjectArchiveDir"));
-        inner.owns = Some(owns);
-        Self {
-            inner: Arc::new(inner),
-        }
+    pub fn owned_by(mut self, owns: OwnerFilter) -> Self {
+        self.owns = Some(owns);
+        self
     }
 
     /// Uploads parts of `bytes` instead of [`PART_SIZE`] (tests use small parts to exercise
     /// multipart uploads with small archives; real S3 refuses parts under 5 MiB but the last).
-    pub fn with_part_size(self, bytes: usize) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("with_part_size on a shared ObjectArchiveDir"));
-        inner.part_size = bytes.max(1);
-        Self {
-            inner: Arc::new(inner),
-        }
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
     }
 
     /// The S3 bucket and prefix `url` names (`s3://bucket/prefix`), reached as `options` and the
@@ -273,14 +265,14 @@ impl Inner {
     }
 
     /// The archives directly under the prefix and how many other things are there.
-    fn scan(&self) -> Result<(Vec<Entry>, u64), StoreError> {
+    fn scan(&self, owns: Option<&OwnerFilter>) -> Result<(Vec<Entry>, u64), StoreError> {
         let listing = self
             .block_on(self.store.list_with_delimiter(Some(&self.prefix)))
             .map_err(|e| StoreError::Io(format!("list {}: {e}", self.url)))?;
         let mut out = Vec::new();
         let mut foreign = listing.common_prefixes.len() as u64;
         for meta in &listing.objects {
-            let ours = |id: &str| self.owns.as_ref().is_none_or(|owns| owns(id));
+            let ours = |id: &str| owns.is_none_or(|owns| owns(id));
             match meta
                 .location
                 .filename()
@@ -305,11 +297,11 @@ impl Inner {
 
 impl ArchiveDir for ObjectArchiveDir {
     fn list(&self) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.inner.scan()?.0)
+        Ok(self.inner.scan(self.owns.as_ref())?.0)
     }
 
     fn foreign_count(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.scan()?.1)
+        Ok(self.inner.scan(self.owns.as_ref())?.1)
     }
 
     fn stat(&self, name: &str) -> Result<Option<Entry>, StoreError> {
@@ -324,6 +316,7 @@ impl ArchiveDir for ObjectArchiveDir {
             name: name.to_owned(),
             key: self.inner.key(name),
             buf: Vec::new(),
+            part_size: self.part_size,
             upload: None,
             written: 0,
             finished: false,
@@ -402,6 +395,8 @@ struct ObjectWriter {
     name: String,
     key: ObjectPath,
     buf: Vec<u8>,
+    /// A part is uploaded once `buf` holds this many bytes.
+    part_size: usize,
     upload: Option<Box<dyn MultipartUpload>>,
     /// Bytes uploaded so far (parts, or the single PUT).
     written: u64,
@@ -500,7 +495,7 @@ impl ArchiveWriter for ObjectWriter {
         }
         self.check_open()?;
         self.buf.extend_from_slice(chunk);
-        if self.buf.len() >= self.inner.part_size {
+        if self.buf.len() >= self.part_size {
             self.flush_part()?;
         }
         Ok(())

@@ -58,7 +58,7 @@ impl Bench {
             Row::new("archive to a directory (fsync, rename)", tput),
             // 1
             Row::new(
-                "archive to S3 (moto on 127.0.0.1: 5 MiB multipart upload, + read-back verify)",
+                "archive to S3 (moto on 127.0.0.1: one PUT, or 5 MiB parts past 5 MiB; + read-back verify)",
                 tput,
             ),
             // 2
