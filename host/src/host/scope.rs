@@ -127,11 +127,7 @@ impl OpScope {
             return Err(self.refuse(import, target, &format!("{} is read-only", self.op)));
         }
         if let (Access::Write, Scope::Member(id)) = (access, &self.scope) {
-            return Err(self.refuse(
-                import,
-                target,
-                &format!("a member helper of session {id} may only read its output"),
-            ));
+            return Err(self.refuse(import, target, &member_only(id)));
         }
         Ok(())
     }
@@ -150,11 +146,7 @@ impl OpScope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
             Scope::Session(id) if id == zone => Ok(()),
             Scope::Member(id) if id == zone && name == OUTPUT => Ok(()),
-            Scope::Member(id) => Err(self.refuse(
-                import,
-                target,
-                &format!("a member helper of session {id} may only read its output"),
-            )),
+            Scope::Member(id) => Err(self.refuse(import, target, &member_only(id))),
             Scope::Session(id) => Err(self.refuse(
                 import,
                 target,
@@ -178,11 +170,7 @@ impl OpScope {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
             Scope::Session(own) if own == id => Ok(()),
-            Scope::Member(own) => Err(self.refuse(
-                import,
-                target,
-                &format!("a member helper of session {own} may only read its output"),
-            )),
+            Scope::Member(own) => Err(self.refuse(import, target, &member_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 target,
@@ -204,11 +192,7 @@ impl OpScope {
     pub fn list_objects(&self, import: &'static str) -> Result<(), HostError> {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
-            Scope::Member(own) => Err(self.refuse(
-                import,
-                "all objects",
-                &format!("a member helper of session {own} may only read its output"),
-            )),
+            Scope::Member(own) => Err(self.refuse(import, "all objects", &member_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 "all objects",
@@ -236,11 +220,7 @@ impl OpScope {
             Scope::Session(own) if name.strip_suffix(ARCHIVE_SUFFIX) == Some(own.as_str()) => {
                 Ok(())
             }
-            Scope::Member(own) => Err(self.refuse(
-                import,
-                target,
-                &format!("a member helper of session {own} may only read its output"),
-            )),
+            Scope::Member(own) => Err(self.refuse(import, target, &member_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 target,
@@ -266,11 +246,7 @@ impl OpScope {
     ) -> Result<Option<&BTreeSet<String>>, HostError> {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(None),
-            Scope::Member(own) => Err(self.refuse(
-                import,
-                "all archives",
-                &format!("a member helper of session {own} may only read its output"),
-            )),
+            Scope::Member(own) => Err(self.refuse(import, "all archives", &member_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 "all archives",
@@ -282,6 +258,11 @@ impl OpScope {
             Scope::Archives { names, .. } => Ok(Some(names)),
         }
     }
+}
+
+/// Why a member helper (which compresses or checks one piece of a session's output) is refused.
+fn member_only(own: &str) -> String {
+    format!("a member helper of session {own} may only read its output")
 }
 
 #[cfg(test)]
