@@ -162,6 +162,11 @@ impl Runtime {
         // deadlines are what users configure.
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        // `perf` cannot name JIT code on its own: with ARCHIVER_PERFMAP set, wasmtime writes
+        // /tmp/perf-PID.map so a profile shows which policy function the time goes to.
+        if std::env::var_os("ARCHIVER_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| wasm_err("engine", "config", e))?;
         let mut linker = Linker::<HostState>::new(&engine);
         ArchivePolicy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
