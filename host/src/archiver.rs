@@ -232,37 +232,50 @@ impl Archiver {
             &str,
         ) -> wasmtime::Result<Result<T, PolicyError>>,
     ) -> Result<Served<T>, ArchiverError> {
-        let (value, _) = if op == Op::Archive {
-            // An archive holds one worker slot for its whole run; its parallel members take
-            // more only when they are free (see `host::members`).
-            let _slot = self.pool.acquire();
-            let ctx = MemberCtx {
-                runtime: self.runtime.clone(),
-                stores: self.stores.clone(),
-                policy: snap.policy.clone(),
-                config: snap.config.clone(),
-                pool: self.pool.clone(),
-            };
-            self.runtime
-                .run_with_members(&snap.policy, &self.stores, ctx, op, target, |g, s| {
-                    call(g, s, &snap.config)
-                })?
-        } else {
-            self.runtime.run(
+        let ctx =
+            matches!(op, Op::Archive | Op::Restore | Op::Recover).then(|| self.member_ctx(snap));
+        let (value, _) = match (op, ctx) {
+            (Op::Archive, Some(ctx)) => {
+                // An archive holds one worker slot for its whole run; its parallel members take
+                // more only when they are free (see `host::members`).
+                let _slot = self.pool.acquire();
+                self.runtime.run_with_members(
+                    &snap.policy,
+                    &self.stores,
+                    ctx,
+                    op,
+                    target,
+                    |g, s| call(g, s, &snap.config),
+                )?
+            }
+            // Restore and recovery inflate on free slots only (`members.inflater`).
+            (_, ctx) => self.runtime.run(
                 &snap.policy,
                 &self.stores,
                 None,
                 RunOp {
                     locks: Some(&self.locks),
+                    members: ctx.as_ref(),
                     ..RunOp::new(op, target)
                 },
                 |g, s| call(g, s, &snap.config),
-            )?
+            )?,
         };
         Ok(Served {
             policy: snap.policy.id(),
             value,
         })
+    }
+
+    /// What an operation under `snap` needs to start member helpers.
+    fn member_ctx(&self, snap: &Snapshot) -> MemberCtx {
+        MemberCtx {
+            runtime: self.runtime.clone(),
+            stores: self.stores.clone(),
+            policy: snap.policy.clone(),
+            config: snap.config.clone(),
+            pool: self.pool.clone(),
+        }
     }
 
     /// Snapshots the policy and config, then [`Archiver::run_op`].
@@ -306,7 +319,9 @@ impl Archiver {
         let _lock = self.locks.lock(id)?;
         // Not through `run_op`: the guest writes to a sink here, and the host's own count of
         // what reached `out` replaces the policy's claim.
-        let Snapshot { policy, config } = self.snapshot();
+        let snap = self.snapshot();
+        let ctx = self.member_ctx(&snap);
+        let Snapshot { policy, config } = snap;
         let (tx, rx) = sync_channel::<Vec<u8>>(2);
         let sink = Box::new(ChannelSink(tx));
         let (result, write_error) = std::thread::scope(|scope| {
@@ -315,7 +330,10 @@ impl Archiver {
                     &policy,
                     &self.stores,
                     Some(sink),
-                    RunOp::new(Op::Export, Some(id)),
+                    RunOp {
+                        members: Some(&ctx),
+                        ..RunOp::new(Op::Export, Some(id))
+                    },
                     |g, s| g.call_export(s, &config, id),
                 )
             });

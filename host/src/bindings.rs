@@ -25,6 +25,7 @@ wasmtime::component::bindgen!({
     with: {
         "session-archiver:policy/archive-dir.writer": crate::host::archive_dir::WriterResource,
         "session-archiver:policy/archive-dir.reader": crate::host::archive_dir::ReaderResource,
+        "session-archiver:policy/members.inflater": crate::host::members::InflaterResource,
     },
     additional_derives: [PartialEq, serde::Serialize],
 });

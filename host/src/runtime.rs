@@ -424,11 +424,25 @@ impl Runtime {
         policy: &LoadedPolicy,
         stores: &Stores,
         sink: Option<Box<dyn std::io::Write + Send>>,
-        RunOp { op, target, locks }: RunOp<'_>,
+        RunOp {
+            op,
+            target,
+            locks,
+            members,
+        }: RunOp<'_>,
         f: impl FnOnce(&guest::Guest, &mut Store<HostState>) -> wasmtime::Result<Result<R, PolicyError>>,
     ) -> Result<(R, u64), ArchiverError> {
         let scope = op_scope(stores, op, target)?;
-        self.run_in(policy, stores, sink, None, locks, scope, target, f)
+        self.run_in(
+            policy,
+            stores,
+            sink,
+            members.cloned(),
+            locks,
+            scope,
+            target,
+            f,
+        )
     }
 
     /// [`Runtime::run`] for `archive`, whose `members.write-members` starts helpers with `ctx`.
@@ -512,6 +526,8 @@ pub(crate) struct RunOp<'a> {
     pub op: Op,
     pub target: Option<&'a str>,
     pub locks: Option<&'a SessionLocks>,
+    /// How the operation starts member helpers (`members.start-inflate`); `None`: it runs none.
+    pub members: Option<&'a MemberCtx>,
 }
 
 impl<'a> RunOp<'a> {
@@ -521,6 +537,7 @@ impl<'a> RunOp<'a> {
             op,
             target,
             locks: None,
+            members: None,
         }
     }
 }

@@ -365,6 +365,19 @@ impl Guest for Component {
         Ok(())
     }
 
+    fn inflate_member(
+        config: String,
+        _member: Vec<u8>,
+        _raw_len: u64,
+    ) -> Result<api::Inflated, api::Error> {
+        let m = mode_for(&config, "inflate-member")?;
+        misbehave(m, None)?;
+        Ok(api::Inflated {
+            bytes: Vec::new(),
+            crc32: 0,
+        })
+    }
+
     fn recover(config: String, id: String) -> Result<api::RecoverReport, api::Error> {
         let m = mode_for(&config, "recover")?;
         misbehave(m, Some(&id))?;

@@ -25,7 +25,7 @@ use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::decisions::Decisions;
 use crate::host::{
     archive_dir, export_sink, files, objects, ArchiveRead, ArchiveWrite, Entry, FileStat, Host,
-    Level, MemberWritten, Object, Page,
+    Inflate, Inflated, InflatedMember, Level, MemberWritten, Object, Page,
 };
 
 /// One session [`FakeHost::archive_planned`] archived: its id and what `archive` returned.
@@ -88,6 +88,8 @@ pub struct State {
     pub page_cap: u32,
     /// Flip a byte of the next committed archive (a disk that lies).
     pub corrupt_next_commit: bool,
+    /// `members.start-inflate` offers no inflater (a host without helpers).
+    pub no_inflater: bool,
 }
 
 /// Where a simulated crash happens.
@@ -122,6 +124,17 @@ pub struct FakeReader {
     data: Vec<u8>,
     pos: RefCell<usize>,
 }
+
+/// The fake's inflater: inflates each member at once with the kit's own `inflate_member`, as the
+/// real host does on helper instances, and hands them back in order through a window of two.
+#[derive(Debug)]
+pub struct FakeInflater {
+    host: FakeHost,
+    queue: RefCell<std::collections::VecDeque<Inflated>>,
+}
+
+/// How many members the fake's inflater holds before `push` hands the oldest back.
+const FAKE_INFLATE_WINDOW: usize = 2;
 
 /// A directory that resolves to `/archives` in the fake (as a symlink would).
 pub const FAKE_ARCHIVES_LINK: &str = "/home/user/.waveterm/archives";
@@ -338,6 +351,36 @@ macro_rules! fail {
     };
 }
 
+impl Inflate for FakeInflater {
+    fn push(&self, member: &[u8], raw_len: u64) -> Result<Option<Inflated>, archive_dir::Error> {
+        let host = &self.host;
+        fail!(host, "members.inflater.push", archive_dir::Error::Io);
+        if member.is_empty() || raw_len == 0 {
+            return Err(archive_dir::Error::Invalid("empty member".into()));
+        }
+        let done = match crate::ops::inflate_member(member, raw_len) {
+            Ok(m) => Inflated::Member(InflatedMember {
+                bytes: m.bytes,
+                crc32: m.crc32,
+            }),
+            Err(crate::ops::Error::Corrupt(m)) => Inflated::Corrupt(m),
+            Err(e) => return Err(archive_dir::Error::Io(format!("{e:?}"))),
+        };
+        let mut q = self.queue.borrow_mut();
+        q.push_back(done);
+        Ok(if q.len() >= FAKE_INFLATE_WINDOW {
+            q.pop_front()
+        } else {
+            None
+        })
+    }
+    fn next(&self) -> Result<Option<Inflated>, archive_dir::Error> {
+        let host = &self.host;
+        fail!(host, "members.inflater.next", archive_dir::Error::Io);
+        Ok(self.queue.borrow_mut().pop_front())
+    }
+}
+
 impl ArchiveWrite for FakeWriter {
     fn write(&self, chunk: &[u8]) -> Result<(), archive_dir::Error> {
         if chunk.len() > 4 << 20 {
@@ -409,6 +452,7 @@ impl ArchiveRead for FakeReader {
 impl Host for FakeHost {
     type Writer = FakeWriter;
     type Reader = FakeReader;
+    type Inflater = FakeInflater;
 
     fn now_ms(&self) -> i64 {
         self.state.borrow().now
@@ -796,5 +840,15 @@ impl Host for FakeHost {
             rest = tail;
         }
         Ok((!rest.is_empty()).then(|| format!("archive {name} has bytes after its members")))
+    }
+    fn start_inflate(&self) -> Result<Option<FakeInflater>, archive_dir::Error> {
+        fail!(self, "members.start-inflate", archive_dir::Error::Io);
+        if self.state.borrow().no_inflater {
+            return Ok(None);
+        }
+        Ok(Some(FakeInflater {
+            host: self.clone(),
+            queue: RefCell::new(Default::default()),
+        }))
     }
 }

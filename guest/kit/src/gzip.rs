@@ -54,8 +54,86 @@ pub struct GzEncoder {
     crc: crc32fast::Hasher,
     len: u64,
     header_done: bool,
+    indexed: bool,
     level: u8,
     buf: Vec<u8>,
+}
+
+/// Bytes of the header [`GzEncoder::indexed`] writes: the fixed 10, XLEN, and one 12-byte `extra`
+/// subfield (`SA`, length 8) that [`seal_index`] fills with the member's own length and its
+/// uncompressed length. A reader that knows it finds where the member ends without inflating it,
+/// which is what lets restore and export inflate the members of one archive in parallel; every
+/// gzip reader skips the subfield (RFC 1952 §2.3.1.1).
+pub const INDEX_HEADER_LEN: usize = 24;
+const INDEX_ID: [u8; 2] = *b"SA";
+
+/// What the start of a member says about its length ([`member_index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberIndex {
+    /// A member written by [`GzEncoder::indexed`]: `gz_len` bytes in all (header to trailer),
+    /// inflating to `raw_len` bytes.
+    Indexed {
+        /// The whole member's length.
+        gz_len: u64,
+        /// Its uncompressed length.
+        raw_len: u64,
+    },
+    /// Any other member (or not a member at all): only inflating it finds its end.
+    Plain,
+    /// Too few bytes to tell.
+    NeedMore,
+}
+
+/// Reads the index of the member starting at `head[0]`, if it has ours.
+pub fn member_index(head: &[u8]) -> MemberIndex {
+    let want: [u8; 16] = [
+        0x1f,
+        0x8b,
+        8,
+        FEXTRA,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        12,
+        0,
+        INDEX_ID[0],
+        INDEX_ID[1],
+        8,
+        0,
+    ];
+    // Bytes 8 (XFL) and 9 (OS) may be anything.
+    let same = |i: usize| i == 8 || i == 9 || head[i] == want[i];
+    let n = head.len().min(16);
+    if !(0..n).all(same) {
+        return MemberIndex::Plain;
+    }
+    if head.len() < INDEX_HEADER_LEN {
+        return MemberIndex::NeedMore;
+    }
+    let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    MemberIndex::Indexed {
+        gz_len: u64::from(word(16)),
+        raw_len: u64::from(word(20)),
+    }
+}
+
+/// Writes the lengths into the index of a complete member made by [`GzEncoder::indexed`].
+pub fn seal_index(member: &mut [u8], raw_len: u64) -> Result<(), GzError> {
+    if member_index(member) == MemberIndex::Plain || member.len() < INDEX_HEADER_LEN {
+        return Err(GzError::Engine("member has no index header to seal".into()));
+    }
+    let (Ok(gz), Ok(raw)) = (u32::try_from(member.len()), u32::try_from(raw_len)) else {
+        return Err(GzError::Engine(format!(
+            "member of {} bytes ({raw_len} uncompressed) is too large to index",
+            member.len()
+        )));
+    };
+    member[16..20].copy_from_slice(&gz.to_le_bytes());
+    member[20..24].copy_from_slice(&raw.to_le_bytes());
+    Ok(())
 }
 
 impl GzEncoder {
@@ -71,9 +149,18 @@ impl GzEncoder {
             crc: crc32fast::Hasher::new(),
             len: 0,
             header_done: false,
+            indexed: false,
             level,
             buf: vec![0; OUT_BUF],
         })
+    }
+
+    /// An encoder whose header carries an index (see [`INDEX_HEADER_LEN`]) for one member held
+    /// whole in memory: fill it with [`seal_index`] once the member is complete.
+    pub fn indexed(level: u8) -> Result<Self, GzError> {
+        let mut enc = Self::new(level)?;
+        enc.indexed = true;
+        Ok(enc)
     }
 
     fn header(&mut self, out: &mut Vec<u8>) {
@@ -87,8 +174,14 @@ impl GzEncoder {
             0 | 1 => 4,
             _ => 0,
         };
+        let flags = if self.indexed { FEXTRA } else { 0 };
         // ID1 ID2 CM FLG MTIME(4) XFL OS(255 = unknown)
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
+        out.extend_from_slice(&[0x1f, 0x8b, 8, flags, 0, 0, 0, 0, xfl, 255]);
+        if self.indexed {
+            // XLEN, then the subfield: SI1 SI2 LEN, and 8 bytes `seal_index` fills in.
+            out.extend_from_slice(&[12, 0, INDEX_ID[0], INDEX_ID[1], 8, 0]);
+            out.extend_from_slice(&[0; 8]);
+        }
     }
 
     fn pump(&mut self, mut input: &[u8], flush: MZFlush, out: &mut Vec<u8>) -> Result<(), GzError> {
@@ -237,7 +330,9 @@ pub struct GzDecoder {
     members: u32,
     member_crc: crc32fast::Hasher,
     member_len: u64,
-    all_crc: crc32fast::Hasher,
+    /// CRC-32 of the members before the current one, combined from theirs (each byte is hashed
+    /// once, for its member).
+    all_crc: u32,
     buf: Vec<u8>,
     failed: Option<GzError>,
 }
@@ -254,10 +349,23 @@ impl GzDecoder {
             members: 0,
             member_crc: crc32fast::Hasher::new(),
             member_len: 0,
-            all_crc: crc32fast::Hasher::new(),
+            all_crc: 0,
             buf: vec![0; OUT_BUF],
             failed: None,
         }
+    }
+
+    /// A decoder that continues a file at byte `offset`, the start of member `members + 1` (the
+    /// offsets and member numbers in its errors are the file's own; its summary counts the
+    /// members before, but only its own bytes and their CRC-32).
+    pub fn resume(limit: u64, offset: u64, members: u32) -> Self {
+        let mut dec = Self::new(limit);
+        dec.offset = offset;
+        dec.members = members;
+        if members > 0 {
+            dec.stage = Stage::Between;
+        }
+        dec
     }
 
     fn corrupt(&mut self, offset: u64, message: impl Into<String>) -> GzError {
@@ -441,7 +549,6 @@ impl GzDecoder {
                 self.out_total += n as u64;
                 self.member_len += n as u64;
                 self.member_crc.update(&self.buf[..n]);
-                self.all_crc.update(&self.buf[..n]);
                 // Split borrow: the sink may not touch the decoder.
                 let chunk = &self.buf[..n];
                 sink(chunk)?;
@@ -503,6 +610,7 @@ impl GzDecoder {
             ));
         }
         self.members += 1;
+        self.all_crc = crc32_combine(self.all_crc, got_crc, self.member_len);
         self.stage = Stage::Between;
         Ok(take)
     }
@@ -519,7 +627,7 @@ impl GzDecoder {
                 return Ok(DecodeSummary {
                     members: self.members,
                     raw_len: self.out_total,
-                    crc32: self.all_crc.clone().finalize(),
+                    crc32: self.all_crc,
                     input_len: self.offset,
                 })
             }
@@ -641,6 +749,81 @@ mod tests {
         assert_eq!(enc.crc32(), crc32fast::hash(&data));
         gz.extend(enc.finish().unwrap());
         assert_eq!(flate2_gunzip_multi(&gz), data);
+    }
+
+    #[test]
+    fn an_indexed_member_records_its_lengths_and_every_reader_skips_the_index() {
+        let data = sample(300_000);
+        let mut enc = GzEncoder::indexed(6).unwrap();
+        let mut gz = enc.write(&data).unwrap();
+        gz.extend(enc.finish().unwrap());
+        assert_eq!(
+            member_index(&gz),
+            MemberIndex::Indexed {
+                gz_len: 0,
+                raw_len: 0
+            }
+        );
+        seal_index(&mut gz, data.len() as u64).unwrap();
+        assert_eq!(
+            member_index(&gz),
+            MemberIndex::Indexed {
+                gz_len: gz.len() as u64,
+                raw_len: data.len() as u64
+            }
+        );
+        assert_eq!(member_index(&gz[..20]), MemberIndex::NeedMore);
+        let two = [gz.clone(), gz.clone()].concat();
+        assert_eq!(
+            flate2_gunzip_multi(&two),
+            [data.clone(), data.clone()].concat()
+        );
+        assert_eq!(decompress(&two, u64::MAX).unwrap().len(), 2 * data.len());
+        // A plain member has no index, and cannot be sealed.
+        let mut plain = compress(&data, 6).unwrap();
+        assert_eq!(member_index(&plain), MemberIndex::Plain);
+        assert_eq!(member_index(&plain[..3]), MemberIndex::NeedMore);
+        assert!(seal_index(&mut plain, 1).is_err());
+        assert_eq!(member_index(b"xyz"), MemberIndex::Plain);
+    }
+
+    #[test]
+    fn a_decoder_resumed_at_a_member_boundary_numbers_members_and_offsets_as_the_file() {
+        let a = compress(b"first member", 6).unwrap();
+        let b = compress(b"second", 6).unwrap();
+        let mut dec = GzDecoder::resume(100, a.len() as u64, 1);
+        let mut out = Vec::new();
+        dec.write::<GzError>(&b, &mut |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        let s = dec.finish().unwrap();
+        assert_eq!(
+            (s.members, s.raw_len, s.input_len),
+            (2, 6, (a.len() + b.len()) as u64)
+        );
+        assert_eq!(s.crc32, crc32fast::hash(b"second"));
+        assert_eq!(out, b"second");
+        let mut bad = GzDecoder::resume(100, 1000, 3);
+        let err = bad
+            .write::<GzError>(b"junk", &mut |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("offset 1000") && err.contains("member 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_crc_of_several_members_is_the_crc_of_their_concatenation() {
+        let (a, b) = (sample(70_000), sample(5));
+        let two = [compress(&a, 6).unwrap(), compress(&b, 1).unwrap()].concat();
+        let mut dec = GzDecoder::new(u64::MAX);
+        dec.write::<GzError>(&two, &mut |_| Ok(())).unwrap();
+        let s = dec.finish().unwrap();
+        assert_eq!(s.crc32, crc32fast::hash(&[a, b].concat()));
     }
 
     #[test]

@@ -6,7 +6,9 @@ pub use crate::bindings::session_archiver::policy::archive_dir::{self, Entry};
 pub use crate::bindings::session_archiver::policy::export_sink;
 pub use crate::bindings::session_archiver::policy::files::{self, FileStat};
 pub use crate::bindings::session_archiver::policy::log::Level;
-pub use crate::bindings::session_archiver::policy::members::{self, MemberWritten};
+pub use crate::bindings::session_archiver::policy::members::{
+    self, Inflated, InflatedMember, MemberWritten,
+};
 pub use crate::bindings::session_archiver::policy::objects::{self, Object, Page};
 
 /// An archive being written (the WIT `archive-dir.writer`).
@@ -27,11 +29,21 @@ pub trait ArchiveRead {
     fn size(&self) -> u64;
 }
 
+/// Members of one archive inflated on the host's helpers, in push order (the WIT
+/// `members.inflater`).
+pub trait Inflate {
+    /// Queues a member; returns the oldest one when the host's window is full.
+    fn push(&self, member: &[u8], raw_len: u64) -> Result<Option<Inflated>, archive_dir::Error>;
+    /// The oldest queued member; `None` when nothing is queued.
+    fn next(&self) -> Result<Option<Inflated>, archive_dir::Error>;
+}
+
 /// Every import a policy uses; see the WIT docs for each call's contract.
 #[allow(missing_docs)]
 pub trait Host {
     type Writer: ArchiveWrite;
     type Reader: ArchiveRead;
+    type Inflater: Inflate;
 
     fn now_ms(&self) -> i64;
     fn log(&self, level: Level, message: &str);
@@ -107,6 +119,9 @@ pub trait Host {
         name: &str,
         members: &[MemberWritten],
     ) -> Result<Option<String>, archive_dir::Error>;
+    /// An inflater for this operation, or `None` when the host runs no helpers for it (the WIT
+    /// `members.start-inflate`).
+    fn start_inflate(&self) -> Result<Option<Self::Inflater>, archive_dir::Error>;
 }
 
 /// The real imports of the `archive-policy` world.
@@ -134,9 +149,19 @@ impl ArchiveRead for archive_dir::Reader {
     }
 }
 
+impl Inflate for members::Inflater {
+    fn push(&self, member: &[u8], raw_len: u64) -> Result<Option<Inflated>, archive_dir::Error> {
+        members::Inflater::push(self, member, raw_len)
+    }
+    fn next(&self) -> Result<Option<Inflated>, archive_dir::Error> {
+        members::Inflater::next(self)
+    }
+}
+
 impl Host for WitHost {
     type Writer = archive_dir::Writer;
     type Reader = archive_dir::Reader;
+    type Inflater = members::Inflater;
 
     fn now_ms(&self) -> i64 {
         crate::bindings::session_archiver::policy::clock::now_ms()
@@ -257,6 +282,9 @@ impl Host for WitHost {
         members: &[MemberWritten],
     ) -> Result<Option<String>, archive_dir::Error> {
         members::verify_members(name, members)
+    }
+    fn start_inflate(&self) -> Result<Option<Self::Inflater>, archive_dir::Error> {
+        members::start_inflate()
     }
 }
 

@@ -64,6 +64,16 @@ pub fn verify_member<P: Policy>(
     ops::verify_member(member, raw_len, crc32)
 }
 
+/// `inflate-member`: the config is checked so a bad one fails every call the same way.
+pub fn inflate_member<P: Policy>(
+    config: &str,
+    member: &[u8],
+    raw_len: u64,
+) -> Result<api::Inflated, Error> {
+    P::from_config(config)?;
+    ops::inflate_member(member, raw_len)
+}
+
 /// `plan`.
 pub fn plan<P: Policy>(config: &str, scope: api::PlanScope) -> Result<api::SweepPlan, Error> {
     ops::plan(&WitHost, &P::from_config(config)?, scope)
@@ -145,6 +155,16 @@ macro_rules! export_policy {
                 crc32: u32,
             ) -> Result<(), $crate::ops::Error> {
                 $crate::policy::verify_member::<$policy>(&config, &member, raw_len, crc32)
+            }
+            fn inflate_member(
+                config: String,
+                member: Vec<u8>,
+                raw_len: u64,
+            ) -> Result<
+                $crate::bindings::exports::session_archiver::policy::policy::Inflated,
+                $crate::ops::Error,
+            > {
+                $crate::policy::inflate_member::<$policy>(&config, &member, raw_len)
             }
             fn plan(
                 config: String,

@@ -12,6 +12,10 @@
 //! Memory stays bounded: at most a window of `2 × workers` members (one, with one worker) is
 //! started ahead of the one being written, and a member is a few MiB at most.
 
+mod inflater;
+
+pub use inflater::InflaterResource;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -115,7 +119,7 @@ struct Member {
 
 /// Why a helper failed: a policy error goes back to the guest as a WIT error, anything else
 /// (a trap, a limit, a halt) ends the calling operation too.
-enum HelperError {
+pub(crate) enum HelperError {
     Store(StoreError),
     Trap(String),
 }
@@ -133,7 +137,7 @@ struct Work {
 }
 
 /// The scope of a member helper: reads of session `id`'s `output`, nothing else.
-fn helper_scope(id: &str) -> OpScope {
+pub(crate) fn helper_scope(id: &str) -> OpScope {
     OpScope {
         op: Op::Archive,
         session: Some(id.to_string()),
@@ -229,6 +233,10 @@ impl Host for HostState {
         members: Vec<MemberWritten>,
     ) -> Result<Option<String>, HostError> {
         self.call(|s| s.verify_members_impl(&name, &members))
+    }
+
+    fn start_inflate(&mut self) -> Result<Option<Resource<InflaterResource>>, HostError> {
+        self.call(|s| s.start_inflate_impl())
     }
 }
 
@@ -390,7 +398,7 @@ fn write_all(
     })
 }
 
-fn helper_failure(e: HelperError) -> HostError {
+pub(crate) fn helper_failure(e: HelperError) -> HostError {
     match e {
         HelperError::Store(e) => HostError::Store(e),
         HelperError::Trap(msg) => HostError::Trap(wasmtime::Error::new(HostTrap::Helper(msg))),

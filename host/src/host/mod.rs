@@ -312,8 +312,11 @@ pub struct HostState {
     /// `remove-if-unchanged` compares, so a file replaced since (same size, same millisecond)
     /// is never taken for the one the policy classified.
     pub(crate) listed: HashMap<String, Option<String>>,
-    /// How `members.write-members` starts helpers; `None` outside `archive`.
+    /// How `members.write-members` and `members.inflater` start helpers; `None` for operations
+    /// that run none.
     pub(crate) members: Option<members::MemberCtx>,
+    /// `members.inflater`s the guest holds (at most one).
+    pub(crate) inflaters: usize,
 }
 
 impl HostState {
@@ -335,6 +338,7 @@ impl HostState {
             hold: None,
             listed: HashMap::new(),
             members: None,
+            inflaters: 0,
         }
     }
 

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::bindings::exports::session_archiver::policy::policy as api;
 use crate::decisions::{Parallel, MAX_MEMBER_BYTES};
-use crate::gzip::{GzDecoder, GzEncoder};
+use crate::gzip::{seal_index, GzDecoder, GzEncoder};
 use crate::host::{dir_err, file_err, files, obj_err, Host, Level};
 use crate::meta::{keys, EntryRecord, Intent, Meta, Patch};
 
@@ -45,7 +45,9 @@ pub fn compress_member<H: Host>(
     let end = offset
         .checked_add(length)
         .ok_or_else(|| Error::Invalid(format!("member range {offset} + {length} overflows")))?;
-    let mut enc = GzEncoder::new(level)?;
+    // Indexed: restore and export find the member's end from its header and inflate members in
+    // parallel.
+    let mut enc = GzEncoder::indexed(level)?;
     let mut bytes = Vec::new();
     copy_file_range(h, id, OUTPUT_FILE, offset, end, &mut |data| {
         bytes.extend(enc.write(data)?);
@@ -53,6 +55,7 @@ pub fn compress_member<H: Host>(
     })?;
     let (raw_len, crc32) = (enc.raw_len(), enc.crc32());
     bytes.extend(enc.finish()?);
+    seal_index(&mut bytes, raw_len)?;
     Ok(api::Member {
         raw_len,
         crc32,
@@ -77,6 +80,43 @@ pub fn verify_member(member: &[u8], raw_len: u64, crc32: u32) -> Result<(), Erro
         )));
     }
     Ok(())
+}
+
+/// Inflates `member`, one complete gzip member of exactly `raw_len` bytes: see the WIT
+/// `policy.inflate-member`.
+pub fn inflate_member(member: &[u8], raw_len: u64) -> Result<api::Inflated, Error> {
+    if raw_len > MAX_MEMBER_BYTES {
+        return Err(Error::Invalid(format!(
+            "member of {raw_len} bytes (must be at most {MAX_MEMBER_BYTES})"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(raw_len as usize);
+    let mut dec = GzDecoder::new(raw_len);
+    let fed = dec.write::<Error>(member, &mut |c| {
+        bytes.extend_from_slice(c);
+        Ok(())
+    });
+    let got = fed
+        .and_then(|()| Ok(dec.finish()?))
+        .map_err(|e| Error::Corrupt(format!("member does not inflate: {}", describe(&e))))?;
+    if got.members != 1 || got.raw_len != raw_len {
+        return Err(Error::Corrupt(format!(
+            "member holds {} gzip member(s) of {} bytes, expected one of {raw_len} bytes",
+            got.members, got.raw_len
+        )));
+    }
+    Ok(api::Inflated {
+        bytes,
+        crc32: got.crc32,
+    })
+}
+
+/// The message of a decode error without its variant's name.
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Corrupt(m) | Error::TooLarge(m) | Error::Io(m) | Error::Invalid(m) => m.clone(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// [`archive`] with the policy's [`Parallel`] settings.
@@ -290,6 +330,7 @@ mod tests {
 
     use super::super::test_fixtures::*;
 
+    use crate::fake::FakeHost;
     use crate::gzip;
     use crate::meta::keys;
     use crate::ops::{self, Error, OUTPUT_FILE, SCRATCH};
@@ -361,6 +402,186 @@ mod tests {
         let r = ops::restore(&h, ID, u64::MAX).unwrap();
         assert_eq!(r.archived_bytes, data.len() as u64);
         assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+    }
+
+    /// A session archived as indexed members of 100 000 bytes; returns its bytes and host.
+    fn archived_in_members() -> (Vec<u8>, FakeHost) {
+        let data = body(20_000);
+        let h = host_with_session(&data);
+        let parallel = crate::decisions::Parallel {
+            min_bytes: 1000,
+            member_bytes: 100_000,
+        };
+        ops::archive_with(&h, ID, 6, parallel).unwrap();
+        (data, h)
+    }
+
+    /// Offsets of the archive's members, from their indexes.
+    fn member_offsets(gz: &[u8]) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < gz.len() {
+            let gzip::MemberIndex::Indexed { gz_len, raw_len } = gzip::member_index(&gz[at..])
+            else {
+                panic!("member at {at} has no index");
+            };
+            out.push((at, raw_len));
+            at += gz_len as usize;
+        }
+        assert_eq!(at, gz.len(), "the indexes tile the file");
+        out
+    }
+
+    #[test]
+    fn restore_and_export_of_indexed_members_go_through_the_inflater_and_match_the_decoder() {
+        let (data, h) = archived_in_members();
+        let gz = h.archive("s1.jsonl.gz").unwrap();
+        let offsets = member_offsets(&gz);
+        assert_eq!(offsets.len(), data.len().div_ceil(100_000));
+        assert!(offsets.iter().rev().skip(1).all(|&(_, raw)| raw == 100_000));
+
+        ops::export(&h, ID, u64::MAX).unwrap();
+        assert_eq!(std::mem::take(&mut h.state.borrow_mut().sink), data);
+        let pushes = |h: &FakeHost| {
+            h.calls()
+                .iter()
+                .filter(|c| *c == "members.inflater.push")
+                .count()
+        };
+        assert_eq!(
+            pushes(&h),
+            offsets.len(),
+            "every member went to the inflater"
+        );
+
+        // The same export with a host that has no helpers: inflated here, same bytes.
+        h.state.borrow_mut().no_inflater = true;
+        h.state.borrow_mut().calls.clear();
+        ops::export(&h, ID, u64::MAX).unwrap();
+        assert_eq!(std::mem::take(&mut h.state.borrow_mut().sink), data);
+        assert_eq!(pushes(&h), 0);
+
+        h.state.borrow_mut().no_inflater = false;
+        let r = ops::restore(&h, ID, u64::MAX).unwrap();
+        assert_eq!(r.archived_bytes, data.len() as u64);
+        assert_eq!(h.file(ID, OUTPUT_FILE).unwrap(), data);
+    }
+
+    #[test]
+    fn a_damaged_member_is_corrupt_by_number_and_restore_keeps_the_archive() {
+        let (_, h) = archived_in_members();
+        let gz = h.archive("s1.jsonl.gz").unwrap();
+        let (at, _) = member_offsets(&gz)[1];
+        h.state
+            .borrow_mut()
+            .archives
+            .get_mut("s1.jsonl.gz")
+            .unwrap()
+            .0[at + gzip::INDEX_HEADER_LEN + 40] ^= 0x55;
+        let err = ops::restore(&h, ID, u64::MAX).unwrap_err();
+        let Error::Corrupt(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(msg.contains("member 2"), "{msg}");
+        assert!(h.archive("s1.jsonl.gz").is_some());
+        assert!(
+            h.meta(ID).get(keys::ARCHIVED_AT).is_some(),
+            "still archived"
+        );
+        assert!(h.file(ID, OUTPUT_FILE).is_none() && h.file(ID, SCRATCH).is_none());
+    }
+
+    #[test]
+    fn a_member_without_a_usable_index_is_inflated_here_and_a_wrong_one_is_corrupt() {
+        let (data, h) = archived_in_members();
+        let gz = h.archive("s1.jsonl.gz").unwrap();
+        let (at, _) = member_offsets(&gz)[2];
+        let set_gz_len = |v: u32| {
+            let mut s = h.state.borrow_mut();
+            let file = &mut s.archives.get_mut("s1.jsonl.gz").unwrap().0;
+            file[at + 16..at + 20].copy_from_slice(&v.to_le_bytes());
+        };
+        // An implausible length: members 1-2 go to the inflater, the rest is decoded here.
+        set_gz_len(3);
+        h.state.borrow_mut().calls.clear();
+        ops::export(&h, ID, u64::MAX).unwrap();
+        assert_eq!(std::mem::take(&mut h.state.borrow_mut().sink), data);
+        let pushes = h
+            .calls()
+            .iter()
+            .filter(|c| *c == "members.inflater.push")
+            .count();
+        assert_eq!(pushes, 2);
+        // A plausible but wrong length cuts the member short: that is damage, never data.
+        let real = gzip::member_index(&gz[at..]);
+        let gzip::MemberIndex::Indexed { gz_len, .. } = real else {
+            panic!("{real:?}")
+        };
+        set_gz_len(gz_len as u32 - 1);
+        let err = ops::export(&h, ID, u64::MAX).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_truncated_indexed_archive_is_corrupt() {
+        let (_, h) = archived_in_members();
+        for cut in [1, 9, 5000] {
+            let gz = h.archive("s1.jsonl.gz").unwrap();
+            let (at, _) = member_offsets(&gz)[1];
+            let keep = at + cut;
+            h.state
+                .borrow_mut()
+                .archives
+                .get_mut("s1.jsonl.gz")
+                .unwrap()
+                .0
+                .truncate(keep);
+            let err = ops::export(&h, ID, u64::MAX).unwrap_err();
+            assert!(matches!(err, Error::Corrupt(_)), "cut at {keep}: {err:?}");
+            h.state
+                .borrow_mut()
+                .archives
+                .get_mut("s1.jsonl.gz")
+                .unwrap()
+                .0 = gz;
+        }
+    }
+
+    #[test]
+    fn an_inflater_failure_fails_the_export_cleanly() {
+        let (_, h) = archived_in_members();
+        for call in [
+            "members.start-inflate",
+            "members.inflater.push",
+            "members.inflater.next",
+        ] {
+            h.state.borrow_mut().fail_next.push(call.into());
+            let err = ops::export(&h, ID, u64::MAX).unwrap_err();
+            assert!(matches!(err, Error::Io(_)), "{call}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn inflate_member_gives_the_bytes_and_crc_of_exactly_one_member() {
+        let data = body(3000);
+        let gz = gzip::compress(&data, 6).unwrap();
+        let m = ops::inflate_member(&gz, data.len() as u64).unwrap();
+        assert_eq!(
+            (m.bytes.as_slice(), m.crc32),
+            (&data[..], crc32fast::hash(&data))
+        );
+        for bad in [
+            ops::inflate_member(&gz, data.len() as u64 - 1),
+            ops::inflate_member(&gz, data.len() as u64 + 1),
+            ops::inflate_member(&gz[..gz.len() - 1], data.len() as u64),
+            ops::inflate_member(&[gz.clone(), gz.clone()].concat(), 2 * data.len() as u64),
+        ] {
+            assert!(matches!(bad, Err(Error::Corrupt(_))), "{bad:?}");
+        }
+        assert!(matches!(
+            ops::inflate_member(&gz, crate::decisions::MAX_MEMBER_BYTES + 1),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::host::{
 use crate::meta::{keys, EntryRecord, Meta, Patch, StatRecord};
 
 pub use api::Error;
-pub use archive::{archive, archive_with, compress_member, verify_member};
+pub use archive::{archive, archive_with, compress_member, inflate_member, verify_member};
 pub use export::export;
 pub use plan::plan;
 pub use prune::{classify_archives, prune};

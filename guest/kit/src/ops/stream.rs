@@ -2,10 +2,14 @@
 //! verified read-back every archive gets before anything is recorded.
 
 use super::{Error, CHUNK, OUTPUT_FILE};
-use crate::decisions::Parallel;
-use crate::gzip::{crc32_combine, DecodeSummary, GzDecoder, GzEncoder};
+use crate::decisions::{Parallel, MAX_MEMBER_BYTES};
+use crate::gzip::{
+    crc32_combine, member_index, DecodeSummary, GzDecoder, GzEncoder, GzError, MemberIndex,
+    INDEX_HEADER_LEN,
+};
 use crate::host::{
-    archive_dir, dir_err, file_err, files, ArchiveRead, ArchiveWrite, FileStat, Host, MemberWritten,
+    archive_dir, dir_err, file_err, files, members, ArchiveRead, ArchiveWrite, FileStat, Host,
+    Inflate, MemberWritten,
 };
 
 /// Collects small pieces into ~1 MiB chunks before handing them to a host call.
@@ -119,6 +123,12 @@ pub(super) fn copy_live_tail<H: Host>(
 }
 
 /// Streams an archive through the gzip decoder into `sink`, refusing to inflate past `limit`.
+///
+/// An archive whose members carry our index ([`member_index`]: the parallel archive path writes
+/// it) goes to the host's inflater when it offers one: whole members are cut out by the lengths
+/// their headers record and inflated on helper instances in parallel, and come back in order.
+/// Anything else, and everything from the first member without a usable index on, is inflated
+/// here by [`GzDecoder`], which has the last word on what is wrong with a damaged file.
 pub fn gunzip_archive<H: Host>(
     h: &H,
     name: &str,
@@ -132,17 +142,198 @@ pub fn gunzip_archive<H: Host>(
         }
         Err(e) => return Err(dir_err("open archive", e)),
     };
-    let mut dec = GzDecoder::new(limit);
+    let mut input = ArchiveInput {
+        reader: &reader,
+        buf: Vec::new(),
+        eof: false,
+    };
+    input.fill(INDEX_HEADER_LEN as u64)?;
+    let mut done = Inflated::default();
+    if matches!(member_index(&input.buf), MemberIndex::Indexed { .. }) {
+        if let Some(inflater) = h
+            .start_inflate()
+            .map_err(|e| dir_err("start inflating members", e))?
+        {
+            inflate_indexed(&inflater, &mut input, limit, &mut done, sink)?;
+            if input.buf.is_empty() && input.eof {
+                return Ok(done.summary());
+            }
+        }
+    }
+    let too_large = || Error::from(GzError::TooLarge { limit });
+    let mut dec = GzDecoder::resume(limit - done.raw_len, done.offset, done.members);
+    let mut chunk = std::mem::take(&mut input.buf);
     loop {
-        let chunk = reader
+        if chunk.is_empty() {
+            if input.eof {
+                break;
+            }
+            chunk = input.read()?;
+            continue;
+        }
+        dec.write(&chunk, sink).map_err(|e| match e {
+            Error::TooLarge(_) => too_large(),
+            other => other,
+        })?;
+        chunk.clear();
+    }
+    let rest = dec.finish()?;
+    Ok(DecodeSummary {
+        members: rest.members,
+        raw_len: done.raw_len + rest.raw_len,
+        crc32: crc32_combine(done.crc32, rest.crc32, rest.raw_len),
+        input_len: rest.input_len,
+    })
+}
+
+/// The archive as it is read: bytes read and not yet used.
+struct ArchiveInput<'a, R: ArchiveRead> {
+    reader: &'a R,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: ArchiveRead> ArchiveInput<'_, R> {
+    /// The next chunk of the file (empty at its end).
+    fn read(&mut self) -> Result<Vec<u8>, Error> {
+        let chunk = self
+            .reader
             .read(CHUNK as u32)
             .map_err(|e| dir_err("read archive", e))?;
-        if chunk.is_empty() {
+        self.eof = chunk.is_empty();
+        Ok(chunk)
+    }
+
+    /// Reads until `n` bytes are buffered or the file ends.
+    fn fill(&mut self, n: u64) -> Result<(), Error> {
+        while !self.eof && (self.buf.len() as u64) < n {
+            let chunk = self.read()?;
+            self.buf.extend_from_slice(&chunk);
+        }
+        Ok(())
+    }
+
+    /// Takes the first `n` buffered bytes.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+}
+
+/// The members inflated so far, in file order.
+#[derive(Default)]
+struct Inflated {
+    members: u32,
+    raw_len: u64,
+    crc32: u32,
+    /// Compressed bytes they take.
+    offset: u64,
+}
+
+impl Inflated {
+    fn summary(&self) -> DecodeSummary {
+        DecodeSummary {
+            members: self.members,
+            raw_len: self.raw_len,
+            crc32: self.crc32,
+            input_len: self.offset,
+        }
+    }
+}
+
+/// Largest compressed member the index may announce: a 64 MiB member stored uncompressed, with
+/// deflate's block headers, the gzip header and trailer.
+const MAX_MEMBER_GZ_BYTES: u64 = MAX_MEMBER_BYTES + (1 << 20);
+
+/// Hands the indexed members at the front of `input` to `inflater` and passes what comes back to
+/// `sink` in order; stops (with every member pushed delivered) at the end of the file or at the
+/// first member whose index is missing or implausible, which is left in `input`.
+fn inflate_indexed<I: Inflate, R: ArchiveRead>(
+    inflater: &I,
+    input: &mut ArchiveInput<'_, R>,
+    limit: u64,
+    done: &mut Inflated,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    // Members pushed and not yet back: (member number, offset, raw length).
+    let mut queued = std::collections::VecDeque::new();
+    let mut deliver = |out: members::Inflated,
+                       queued: &mut std::collections::VecDeque<(u32, u64, u64)>,
+                       done: &mut Inflated|
+     -> Result<(), Error> {
+        let (no, at, raw_len) = queued.pop_front().ok_or_else(|| {
+            Error::Io("the host's inflater returned a member that was never pushed".into())
+        })?;
+        match out {
+            members::Inflated::Member(m) => {
+                if m.bytes.len() as u64 != raw_len {
+                    return Err(Error::Io(format!(
+                        "the host's inflater returned {} bytes for member {no}, expected {raw_len}",
+                        m.bytes.len()
+                    )));
+                }
+                for piece in m.bytes.chunks(CHUNK) {
+                    sink(piece)?;
+                }
+                done.crc32 = crc32_combine(done.crc32, m.crc32, raw_len);
+                done.raw_len += raw_len;
+                done.members += 1;
+                Ok(())
+            }
+            members::Inflated::Corrupt(why) => Err(Error::Corrupt(
+                GzError::Corrupt {
+                    offset: at,
+                    message: format!("member {no}: {why}"),
+                }
+                .to_string(),
+            )),
+        }
+    };
+    let (mut pushed, mut pushed_raw, mut offset) = (done.members, done.raw_len, done.offset);
+    loop {
+        input.fill(INDEX_HEADER_LEN as u64)?;
+        let MemberIndex::Indexed { gz_len, raw_len } = member_index(&input.buf) else {
+            break;
+        };
+        let plausible = (INDEX_HEADER_LEN as u64 + 10..=MAX_MEMBER_GZ_BYTES).contains(&gz_len)
+            && (1..=MAX_MEMBER_BYTES).contains(&raw_len);
+        if !plausible {
             break;
         }
-        dec.write(&chunk, sink)?;
+        if pushed_raw + raw_len > limit {
+            return Err(GzError::TooLarge { limit }.into());
+        }
+        input.fill(gz_len)?;
+        if (input.buf.len() as u64) < gz_len {
+            // Truncated: the decoder says exactly where.
+            break;
+        }
+        let member = input.take(gz_len as usize);
+        pushed += 1;
+        queued.push_back((pushed, offset, raw_len));
+        pushed_raw += raw_len;
+        offset += gz_len;
+        let out = inflater
+            .push(&member, raw_len)
+            .map_err(|e| dir_err("inflate archive members", e))?;
+        if let Some(out) = out {
+            deliver(out, &mut queued, done)?;
+        }
     }
-    Ok(dec.finish()?)
+    while let Some(out) = inflater
+        .next()
+        .map_err(|e| dir_err("inflate archive members", e))?
+    {
+        deliver(out, &mut queued, done)?;
+    }
+    if !queued.is_empty() {
+        return Err(Error::Io(format!(
+            "the host's inflater returned {} of {} members",
+            done.members, pushed
+        )));
+    }
+    done.offset = offset;
+    Ok(())
 }
 
 /// [`gunzip_archive`] with the archive checked against what meta records: exactly `raw_len`
