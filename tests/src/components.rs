@@ -122,7 +122,8 @@ pub fn null_policy(version: char) -> Vec<u8> {
     hand_made_policy(&info, [z, z, z, z, plan, z, z])
 }
 
-/// Bodies for: validate-config, archive (and compress-member, verify-member), restore, export,
+/// Bodies for: validate-config, archive (and compress-member, verify-member), restore (and
+/// inflate-member), export,
 /// plan, prune, recover.
 fn hand_made_policy(info_body: &str, bodies: [&str; 7]) -> Vec<u8> {
     let p = format!("session-archiver:policy/policy@{WIT_VERSION}#");
@@ -147,6 +148,7 @@ fn hand_made_policy(info_body: &str, bodies: [&str; 7]) -> Vec<u8> {
           (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {recover})
           (func (export "{p}compress-member") (param i32 i32 i32 i32 i64 i64) (result i32) {archive})
           (func (export "{p}verify-member") (param i32 i32 i32 i32 i64 i32) (result i32) {archive})
+          (func (export "{p}inflate-member") (param i32 i32 i32 i32 i64) (result i32) {restore})
         )"#
     );
     policy_component_from_wat(&wat)

@@ -136,3 +136,59 @@ fn parallel_members_damaged_after_commit_keep_the_live_copy_and_report_corrupt()
         assert!(host.calls_to("files.delete-if-unchanged").is_empty());
     }
 }
+
+/// Where each member of an archive written on the parallel path starts, read from the index
+/// every member's header carries (FLG.FEXTRA, subfield `SA`: member length, raw length).
+fn member_starts(gz: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < gz.len() {
+        let h = &gz[at..];
+        assert_eq!(&h[..4], &[0x1f, 0x8b, 8, 4], "member at {at}: FEXTRA set");
+        assert_eq!(&h[10..16], &[12, 0, b'S', b'A', 8, 0], "member at {at}: the index");
+        starts.push(at);
+        at += u32::from_le_bytes(h[16..20].try_into().unwrap()) as usize;
+    }
+    assert_eq!(at, gz.len(), "the indexes tile the file");
+    starts
+}
+
+#[test]
+fn restore_and_export_inflate_indexed_members_on_helpers_and_a_damaged_one_is_corrupt() {
+    // Guards the parallel inflate: every worker count gives the bytes back exactly, and a
+    // member that does not inflate fails the restore by number with nothing changed.
+    let host = MockHost::new();
+    host.session("s").idle_days(10).lines(3000).create();
+    let original = host.output("s").expect("output");
+    let config = r#"{"parallel_min_bytes":1,"member_bytes":65536}"#;
+    let a = archiver(&host, 2, config);
+    a.archive("s").expect("archive");
+    let gz = host.archive_bytes("s.jsonl.gz").expect("archive");
+    let starts = member_starts(&gz);
+    assert!(starts.len() > 3, "{} members", starts.len());
+    assert!(gunzip(&gz) == original, "any gzip reader skips the index");
+    for workers in [1, 2, 3] {
+        let mut out = Vec::new();
+        let done = archiver(&host, workers, config)
+            .export("s", &mut out)
+            .expect("export");
+        assert_eq!(done.value.bytes, original.len() as u64);
+        assert!(out == original, "export on {workers} workers");
+    }
+    a.restore("s").expect("restore");
+    assert!(host.output("s").as_ref() == Some(&original), "restored");
+
+    a.archive("s").expect("archive again");
+    let mut gz = host.archive_bytes("s.jsonl.gz").expect("archive");
+    let at = member_starts(&gz)[1] + 24 + 100;
+    gz[at] ^= 0x55;
+    host.archives.inner.put("s.jsonl.gz", &gz, 0).unwrap();
+    let err = a.restore("s").expect_err("damaged").to_string();
+    assert!(err.contains("corrupt") && err.contains("member 2"), "{err}");
+    assert_eq!(host.output("s"), None, "nothing restored");
+    assert!(host.archive_bytes("s.jsonl.gz") == Some(gz), "the archive is kept");
+    assert!(
+        host.meta_value("s", "session:archived_at").is_i64(),
+        "still archived"
+    );
+}

@@ -121,6 +121,7 @@ fn hostile_component(archive: &str, plan: &str, prune: &str) -> Vec<u8> {
           (func (export "{p}recover") (param i32 i32 i32 i32) (result i32) {OK})
           (func (export "{p}compress-member") (param i32 i32 i32 i32 i64 i64) (result i32) unreachable)
           (func (export "{p}verify-member") (param i32 i32 i32 i32 i64 i32) (result i32) unreachable)
+          (func (export "{p}inflate-member") (param i32 i32 i32 i32 i64) (result i32) unreachable)
         )"#
     );
     policy_component_from_wat(&wat)
