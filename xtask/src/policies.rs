@@ -1,4 +1,6 @@
 //! `cargo xtask build-policies`: guest crates → wasm32 core modules → components, import-checked.
+//! Crates marked as bench probes (`guest/deflate-probe`) are built in the same cargo run and
+//! copied as core modules to [`PROBE_DIR`], never made components.
 //!
 //! The toolchain route is chosen on its own (rustup target, `rustup target add`, Debian's
 //! `rustc-web` with build-std) because CI machines differ in what they ship; the chosen route is
@@ -59,27 +61,53 @@ struct Debian {
     linker: Option<PathBuf>,
 }
 
-/// One policy crate of the guest workspace.
+/// One cdylib crate of the guest workspace: a policy, or a bench probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyCrate {
     /// Package name, used for `target/policies/<package>.wasm`.
     pub package: String,
     /// Library target name (underscores), the stem of the core module cargo writes.
     pub lib_name: String,
+    /// What the crate's core module becomes.
+    pub kind: CrateKind,
 }
 
-/// Builds every policy, returns the component paths.
+/// A guest cdylib's role, from `[package.metadata.session-archiver] kind` (default: policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrateKind {
+    /// Made a component, import-checked, written to `target/policies/<package>.wasm`.
+    Policy,
+    /// `kind = "probe"`: a plain core module for the bench (`guest/deflate-probe`), copied as is
+    /// to [`PROBE_DIR`]`/<package>.wasm`, out of the way of anything that lists or loads policies.
+    Probe,
+}
+
+/// Where probe modules go, relative to the workspace root.
+pub const PROBE_DIR: &str = "target/policies/probe";
+
+/// Builds every policy (and the bench's probe modules), returns the component paths.
 pub fn build_policies(root: &Path, forced: Option<Route>) -> Result<Vec<PathBuf>> {
     let guest_manifest = root.join("guest/Cargo.toml");
     let crates = policy_crates(&guest_manifest)?;
-    if crates.is_empty() {
+    if !crates.iter().any(|c| c.kind == CrateKind::Policy) {
         bail!(
             "no policy crate (a [lib] with crate-type cdylib) in {}",
             guest_manifest.display()
         );
     }
-    let names: Vec<&str> = crates.iter().map(|c| c.package.as_str()).collect();
-    println!("policies: {}", names.join(", "));
+    let names = |kind| {
+        crates
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.package.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("policies: {}", names(CrateKind::Policy));
+    let probes = names(CrateKind::Probe);
+    if !probes.is_empty() {
+        println!("bench probes (core modules): {probes}");
+    }
 
     let route = choose_route(forced)?;
     println!("route: {route}");
@@ -132,8 +160,21 @@ pub fn build_policies(root: &Path, forced: Option<Route>) -> Result<Vec<PathBuf>
             .join(WASM_TARGET)
             .join("release")
             .join(format!("{}.wasm", c.lib_name));
+        if c.kind == CrateKind::Probe {
+            let dir = root.join(PROBE_DIR);
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let out = dir.join(format!("{}.wasm", c.package));
+            let fresh = write_if_stale(&core, &out, |module| Ok(module.to_vec()))
+                .with_context(|| format!("copying probe `{}`", c.package))?;
+            println!(
+                "{} {} (core module, not a policy)",
+                if fresh { "built   " } else { "current " },
+                out.display()
+            );
+            continue;
+        }
         let out = out_dir.join(format!("{}.wasm", c.package));
-        let fresh = componentize_if_stale(&core, &out)
+        let fresh = write_if_stale(&core, &out, componentize)
             .with_context(|| format!("making a component of policy `{}`", c.package))?;
         let bytes = fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
         let imports = check_imports(&bytes)
@@ -151,7 +192,7 @@ pub fn build_policies(root: &Path, forced: Option<Route>) -> Result<Vec<PathBuf>
 }
 
 /// The guest workspace's cdylib crates, from `cargo metadata` (no hard-coded list, so a new
-/// policy crate is picked up by adding it to the workspace).
+/// policy crate is picked up by adding it to the workspace), each with its [`CrateKind`].
 pub fn policy_crates(guest_manifest: &Path) -> Result<Vec<PolicyCrate>> {
     let out = cmd::cargo()
         .args([
@@ -181,6 +222,15 @@ pub fn parse_policy_crates(metadata_json: &[u8]) -> Result<Vec<PolicyCrate>> {
     let mut crates = Vec::new();
     for pkg in meta["packages"].as_array().into_iter().flatten() {
         let package = pkg["name"].as_str().unwrap_or_default();
+        let kind = match &pkg["metadata"]["session-archiver"]["kind"] {
+            serde_json::Value::Null => CrateKind::Policy,
+            v if v == "policy" => CrateKind::Policy,
+            v if v == "probe" => CrateKind::Probe,
+            other => bail!(
+                "guest crate `{package}`: [package.metadata.session-archiver] kind = {other} \
+                 (expected \"policy\" or \"probe\")"
+            ),
+        };
         for target in pkg["targets"].as_array().into_iter().flatten() {
             let cdylib = target["crate_types"]
                 .as_array()
@@ -191,6 +241,7 @@ pub fn parse_policy_crates(metadata_json: &[u8]) -> Result<Vec<PolicyCrate>> {
                 crates.push(PolicyCrate {
                     package: package.to_string(),
                     lib_name: target["name"].as_str().unwrap_or(package).replace('-', "_"),
+                    kind,
                 });
             }
         }
@@ -313,11 +364,16 @@ fn find_wasm_ld() -> Option<PathBuf> {
     versioned.pop().map(|(_, p)| p)
 }
 
-/// Turns `core` into a component at `out` unless `out` was made from this very core module
-/// (same path, size and mtime, recorded in a stamp file: comparing mtimes alone would keep a
-/// component from the other route's build); returns whether it wrote. The write goes through a
-/// temp file so an interrupted run never leaves a torn policy.
-fn componentize_if_stale(core: &Path, out: &Path) -> Result<bool> {
+/// Writes `make(core module)` (a component, or the module itself for a probe) to `out` unless
+/// `out` was made from this very core module (same path, size and mtime, recorded in a stamp
+/// file: comparing mtimes alone would keep a component from the other route's build); returns
+/// whether it wrote. The write goes through a temp file so an interrupted run never leaves a
+/// torn policy.
+fn write_if_stale(
+    core: &Path,
+    out: &Path,
+    make: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> Result<bool> {
     let meta =
         fs::metadata(core).with_context(|| format!("no core module at {}", core.display()))?;
     let modified = meta
@@ -335,9 +391,9 @@ fn componentize_if_stale(core: &Path, out: &Path) -> Result<bool> {
         return Ok(false);
     }
     let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
-    let component = componentize(&module)?;
+    let made = make(&module)?;
     let tmp = out.with_extension("wasm.tmp");
-    fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::write(&tmp, &made).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
     fs::write(&stamp_path, stamp).with_context(|| format!("writing {}", stamp_path.display()))?;
     Ok(true)
@@ -549,13 +605,64 @@ mod tests {
             vec![
                 PolicyCrate {
                     package: "inactivity".into(),
-                    lib_name: "inactivity".into()
+                    lib_name: "inactivity".into(),
+                    kind: CrateKind::Policy,
                 },
                 PolicyCrate {
                     package: "my-budget".into(),
-                    lib_name: "my_budget".into()
+                    lib_name: "my_budget".into(),
+                    kind: CrateKind::Policy,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_crate_marked_probe_is_a_probe_not_a_policy() {
+        let json = br#"{"packages":[
+            {"name":"deflate-probe","metadata":{"session-archiver":{"kind":"probe"}},
+             "targets":[{"name":"deflate_probe","crate_types":["cdylib","rlib"]}]},
+            {"name":"budget","metadata":{"session-archiver":{"kind":"policy"}},
+             "targets":[{"name":"budget","crate_types":["cdylib"]}]}
+        ]}"#;
+        let kinds: Vec<(String, CrateKind)> = parse_policy_crates(json)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.package, c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("budget".into(), CrateKind::Policy),
+                ("deflate-probe".into(), CrateKind::Probe),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_crate_kind_is_refused_naming_the_crate() {
+        let json = br#"{"packages":[
+            {"name":"oops","metadata":{"session-archiver":{"kind":"prob"}},
+             "targets":[{"name":"oops","crate_types":["cdylib"]}]}
+        ]}"#;
+        let err = parse_policy_crates(json).expect_err("a misspelt kind must not build a policy");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("oops") && msg.contains("\"prob\""), "{msg}");
+    }
+
+    #[test]
+    fn the_guest_workspace_has_the_deflate_probe_as_its_only_probe() {
+        // The bench loads target/policies/probe/deflate-probe.wasm; were the crate a policy,
+        // build-policies would try to make a component of a module with no WIT in it.
+        let crates = policy_crates(&cmd::workspace_root().join("guest/Cargo.toml")).unwrap();
+        let probes: Vec<&str> = crates
+            .iter()
+            .filter(|c| c.kind == CrateKind::Probe)
+            .map(|c| c.package.as_str())
+            .collect();
+        assert_eq!(probes, ["deflate-probe"]);
+        assert!(crates
+            .iter()
+            .any(|c| c.package == "inactivity" && c.kind == CrateKind::Policy));
     }
 }

@@ -14,13 +14,15 @@
 //! the policies and re-runs itself with `cargo run --release`.
 //!
 //! One file per job: `args` (command line and sizes), `harness` (rows, groups, interleaved
-//! timing), `corpus` (the sessions), `baselines` (the seed's way, gzip, pigz), `groups/` (one
-//! file per table section), `probe` (the fresh-process memory probe) and `render` (the table,
+//! timing), `corpus` (the sessions), `baselines` (the seed's way, gzip, pigz), `ceiling` (deflate
+//! alone in the sandbox and natively, from `guest/deflate-probe`), `groups/` (one file per table
+//! section), `probe` (the fresh-process memory probe) and `render` (the table,
 //! written between the README's `bench:table` markers; the analysis prose around it is the
 //! README's own).
 
 mod args;
 mod baselines;
+mod ceiling;
 mod corpus;
 mod groups;
 mod harness;
@@ -65,11 +67,6 @@ const CONFIG: &str =
 /// policy instance (the single-member rows and the size comparison).
 const ONE_MEMBER_CONFIG: &str = r#"{"inactive_days":1,"max_total_bytes":1000000000000000,"max_restore_bytes":8589934592,"parallel_min_bytes":1000000000000000}"#;
 
-/// miniz_oxide level-6 deflate in the sandbox, per core (MB/s): the ceiling a separate probe of
-/// the same corpus measured on this machine class (see the README's analysis). Shown as a
-/// reference line, not measured in the run.
-const SANDBOX_DEFLATE_MBPS: f64 = 39.0;
-
 /// Entry point of `cargo xtask bench`.
 pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     if cfg!(debug_assertions) {
@@ -90,6 +87,14 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         "{} is missing: run `cargo xtask build-policies`",
         policy.display()
     );
+    let deflate_probe = root
+        .join(crate::policies::PROBE_DIR)
+        .join("deflate-probe.wasm");
+    ensure!(
+        deflate_probe.is_file(),
+        "{} is missing: run `cargo xtask build-policies`",
+        deflate_probe.display()
+    );
     let plan = Plan::new(args);
     let base = root.join("target/bench");
     fs::create_dir_all(&base)?;
@@ -105,7 +110,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         );
     }
     let wanted = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
-    let mut bench = Bench::new(work.path(), &policy, plan.clone())?;
+    let mut bench = Bench::new(work.path(), &policy, &deflate_probe, plan.clone())?;
     if wanted("policy") {
         bench.policy_group()?;
     }
@@ -145,6 +150,8 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 struct Bench {
     dir: PathBuf,
     policy: PathBuf,
+    /// The deflate probe core module (the ceiling rows).
+    deflate_probe: PathBuf,
     cache: PathBuf,
     runtime: Arc<Runtime>,
     loaded: LoadedPolicy,
@@ -154,7 +161,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(dir: &Path, policy: &Path, plan: Plan) -> Result<Self> {
+    fn new(dir: &Path, policy: &Path, deflate_probe: &Path, plan: Plan) -> Result<Self> {
         let cache = dir.join("cache");
         let runtime = Arc::new(Runtime::new(RuntimeOptions {
             cache: CacheSetting::Dir(cache.clone()),
@@ -170,6 +177,7 @@ impl Bench {
         Ok(Bench {
             dir: dir.to_path_buf(),
             policy: policy.to_path_buf(),
+            deflate_probe: deflate_probe.to_path_buf(),
             cache,
             runtime,
             loaded,
