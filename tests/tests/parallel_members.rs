@@ -145,7 +145,11 @@ fn member_starts(gz: &[u8]) -> Vec<usize> {
     while at < gz.len() {
         let h = &gz[at..];
         assert_eq!(&h[..4], &[0x1f, 0x8b, 8, 4], "member at {at}: FEXTRA set");
-        assert_eq!(&h[10..16], &[12, 0, b'S', b'A', 8, 0], "member at {at}: the index");
+        assert_eq!(
+            &h[10..16],
+            &[12, 0, b'S', b'A', 8, 0],
+            "member at {at}: the index"
+        );
         starts.push(at);
         at += u32::from_le_bytes(h[16..20].try_into().unwrap()) as usize;
     }
@@ -186,7 +190,10 @@ fn restore_and_export_inflate_indexed_members_on_helpers_and_a_damaged_one_is_co
     let err = a.restore("s").expect_err("damaged").to_string();
     assert!(err.contains("corrupt") && err.contains("member 2"), "{err}");
     assert_eq!(host.output("s"), None, "nothing restored");
-    assert!(host.archive_bytes("s.jsonl.gz") == Some(gz), "the archive is kept");
+    assert!(
+        host.archive_bytes("s.jsonl.gz") == Some(gz),
+        "the archive is kept"
+    );
     assert!(
         host.meta_value("s", "session:archived_at").is_i64(),
         "still archived"

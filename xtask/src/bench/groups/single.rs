@@ -106,6 +106,22 @@ impl Bench {
                 ),
                 tput,
             ),
+            // 15
+            Row::new(
+                format!(
+                    "restore, WASM policy, workers = {nproc} (the members inflated on helper \
+                     instances in parallel)"
+                ),
+                tput,
+            ),
+            // 16
+            Row::new(
+                format!(
+                    "export, WASM policy, workers = {nproc} (the members inflated on helper \
+                     instances in parallel)"
+                ),
+                tput,
+            ),
         ];
         rows[0].target = Target::AtLeastTimes {
             factor: 0.70,
@@ -125,6 +141,10 @@ impl Bench {
             of: 6,
             label: "`gzip -d`",
         };
+        rows[15].vs = Some(5);
+        rows[15].target = rows[4].target.clone();
+        rows[16].vs = Some(5);
+        rows[16].target = rows[7].target.clone();
         rows[8].target = Target::AtLeastTimes {
             factor: 1.2,
             of: 1,
@@ -211,7 +231,7 @@ impl Bench {
                 }),
             },
             Case {
-                rows: vec![8, 9],
+                rows: vec![8, 9, 16, 15],
                 run: Box::new(|| {
                     let (ta, a) = timed(|| Ok(archiver_n.archive(id)?))?;
                     ensure!(
@@ -219,9 +239,18 @@ impl Bench {
                         "archived {} bytes",
                         a.value.raw_bytes
                     );
-                    let r = archiver_n.restore(id)?;
+                    let (te, e) = timed(|| {
+                        let out = std::io::BufWriter::new(File::create(&export_out)?);
+                        Ok(archiver_n.export(id, out)?)
+                    })?;
+                    ensure!(
+                        e.value.bytes == bytes,
+                        "exported {} at workers = n",
+                        e.value.bytes
+                    );
+                    let (tr, r) = timed(|| Ok(archiver_n.restore(id)?))?;
                     ensure!(r.value.archived_bytes == bytes, "restore after workers = n");
-                    Ok(vec![ta, ta])
+                    Ok(vec![ta, ta, te, tr])
                 }),
             },
             Case {
