@@ -41,6 +41,9 @@ pub enum Scope {
     /// A member helper of one session's archive (`compress-member`): reads of that session's
     /// `output`, nothing else.
     Member(String),
+    /// An inflate helper of one session's restore or export (`inflate-member`): it is handed
+    /// the member's bytes and may touch no store at all.
+    Inflate(String),
     /// `prune`: the archives listed when the call started and the objects of the sessions they
     /// belong to (for the tombstone). `archive-dir.list` shows only those archives, so an
     /// archive written while prune runs is never seen, let alone removed. No file-store access.
@@ -147,6 +150,7 @@ impl OpScope {
             Scope::Session(id) if id == zone => Ok(()),
             Scope::Member(id) if id == zone && name == OUTPUT => Ok(()),
             Scope::Member(id) => Err(self.refuse(import, target, &member_only(id))),
+            Scope::Inflate(id) => Err(self.refuse(import, target, &inflate_only(id))),
             Scope::Session(id) => Err(self.refuse(
                 import,
                 target,
@@ -171,6 +175,7 @@ impl OpScope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
             Scope::Session(own) if own == id => Ok(()),
             Scope::Member(own) => Err(self.refuse(import, target, &member_only(own))),
+            Scope::Inflate(own) => Err(self.refuse(import, target, &inflate_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 target,
@@ -193,6 +198,7 @@ impl OpScope {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(()),
             Scope::Member(own) => Err(self.refuse(import, "all objects", &member_only(own))),
+            Scope::Inflate(own) => Err(self.refuse(import, "all objects", &inflate_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 "all objects",
@@ -221,6 +227,7 @@ impl OpScope {
                 Ok(())
             }
             Scope::Member(own) => Err(self.refuse(import, target, &member_only(own))),
+            Scope::Inflate(own) => Err(self.refuse(import, target, &inflate_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 target,
@@ -247,6 +254,7 @@ impl OpScope {
         match &self.scope {
             Scope::Unrestricted | Scope::ReadOnly => Ok(None),
             Scope::Member(own) => Err(self.refuse(import, "all archives", &member_only(own))),
+            Scope::Inflate(own) => Err(self.refuse(import, "all archives", &inflate_only(own))),
             Scope::Session(own) => Err(self.refuse(
                 import,
                 "all archives",
@@ -258,6 +266,11 @@ impl OpScope {
             Scope::Archives { names, .. } => Ok(Some(names)),
         }
     }
+}
+
+/// Why an inflate helper (handed one member's bytes) is refused.
+fn inflate_only(own: &str) -> String {
+    format!("an inflate helper of session {own} may touch no store")
 }
 
 /// Why a member helper (which compresses or checks one piece of a session's output) is refused.
@@ -285,6 +298,25 @@ mod tests {
         assert!(refused(s.file("files.append", "a", OUTPUT, Access::Write)));
         assert!(refused(s.file("files.read", "a", "outnew", Access::Read)));
         assert!(refused(s.file("files.read", "b", OUTPUT, Access::Read)));
+        assert!(refused(s.object("objects.get", "a", Access::Read)));
+        assert!(refused(s.list_objects("objects.list")));
+        assert!(refused(s.archive(
+            "archive-dir.open",
+            "a.jsonl.gz",
+            Access::Read
+        )));
+        assert!(s.list_archives("archive-dir.list").is_err());
+    }
+
+    #[test]
+    fn an_inflate_helper_may_touch_no_store() {
+        let s = OpScope {
+            op: Op::Restore,
+            session: Some("a".into()),
+            scope: Scope::Inflate("a".into()),
+        };
+        assert!(refused(s.file("files.read", "a", OUTPUT, Access::Read)));
+        assert!(refused(s.file("files.stat", "a", OUTPUT, Access::Read)));
         assert!(refused(s.object("objects.get", "a", Access::Read)));
         assert!(refused(s.list_objects("objects.list")));
         assert!(refused(s.archive(

@@ -26,6 +26,10 @@ impl<'a> Chunker<'a> {
         }
     }
     pub(super) fn push(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.buf.is_empty() && data.len() >= CHUNK {
+            // Already a whole chunk (an inflated member's piece): no copy, one host call.
+            return (self.out)(data);
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             self.flush()?;
@@ -241,6 +245,9 @@ impl Inflated {
     }
 }
 
+/// The largest list a host call takes (`files.append`, `export-sink.write`).
+const MAX_HOST_CHUNK: usize = 4 << 20;
+
 /// Largest compressed member the index may announce: a 64 MiB member stored uncompressed, with
 /// deflate's block headers, the gzip header and trailer.
 const MAX_MEMBER_GZ_BYTES: u64 = MAX_MEMBER_BYTES + (1 << 20);
@@ -272,7 +279,9 @@ fn inflate_indexed<I: Inflate, R: ArchiveRead>(
                         m.bytes.len()
                     )));
                 }
-                for piece in m.bytes.chunks(CHUNK) {
+                // Pieces as large as a host call takes: a restore appends a default 4 MiB member
+                // in one SQLite transaction instead of four.
+                for piece in m.bytes.chunks(MAX_HOST_CHUNK) {
                     sink(piece)?;
                 }
                 done.crc32 = crc32_combine(done.crc32, m.crc32, raw_len);

@@ -5,8 +5,8 @@
 //! (the gzip framing stays in the policy); the host only schedules. Helper threads start on
 //! demand: the first one runs on the calling operation's own account, more only on slots of the
 //! shared [`WorkerPool`](super::WorkerPool) that are free when a member is pushed (never a
-//! blocking wait), up to the pool's size. A helper instance gets no store access at all: it
-//! inflates the bytes it is handed. Memory stays bounded by the window: at most `2 × workers`
+//! blocking wait), up to the pool's size. A helper instance gets no store access at all
+//! ([`Scope::Inflate`]): it inflates the bytes it is handed. Memory stays bounded by the window: at most `2 × workers`
 //! members (one with one worker, so the calls then come in one fixed order) are queued, in
 //! flight or done and not yet taken.
 
@@ -16,9 +16,11 @@ use std::thread::JoinHandle;
 
 use wasmtime::component::Resource;
 
-use super::{helper_failure, helper_scope, HelperError, MemberCtx, Slot, MAX_MEMBER_BYTES};
+use super::{helper_failure, HelperError, MemberCtx, Slot, MAX_MEMBER_BYTES};
 use crate::bindings::session_archiver::policy::members::{HostInflater, Inflated, InflatedMember};
+use crate::error::Op;
 use crate::error::{ArchiverError, PolicyError};
+use crate::host::scope::{OpScope, Scope};
 use crate::host::{HostError, HostState};
 use crate::store::StoreError;
 
@@ -31,6 +33,8 @@ pub struct InflaterResource {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     ctx: MemberCtx,
+    /// The calling operation and its session, for the helpers' scope and messages.
+    op: Op,
     id: String,
     /// Members pushed, and handed back, so far.
     pushed: usize,
@@ -61,20 +65,24 @@ impl Shared {
     }
 }
 
-/// Runs `inflate-member` on a fresh instance that may touch nothing.
+/// Runs `inflate-member` on a fresh instance that may touch no store.
 fn inflate_one(
     ctx: &MemberCtx,
+    op: Op,
     id: &str,
     bytes: &[u8],
     raw_len: u64,
 ) -> Result<Inflated, HelperError> {
-    let result = ctx.runtime.run_scoped(
-        &ctx.policy,
-        &ctx.stores,
-        helper_scope(id),
-        Some(id),
-        |g, s| g.call_inflate_member(s, &ctx.config, bytes, raw_len),
-    );
+    let scope = OpScope {
+        op,
+        session: Some(id.to_string()),
+        scope: Scope::Inflate(id.to_string()),
+    };
+    let result = ctx
+        .runtime
+        .run_scoped(&ctx.policy, &ctx.stores, scope, Some(id), |g, s| {
+            g.call_inflate_member(s, &ctx.config, bytes, raw_len)
+        });
     match result {
         Ok((m, _)) if m.bytes.len() as u64 == raw_len => Ok(Inflated::Member(InflatedMember {
             bytes: m.bytes,
@@ -101,7 +109,7 @@ fn inflate_one(
 }
 
 /// A helper thread: takes pending members until the inflater is dropped.
-fn helper(shared: Arc<Shared>, ctx: MemberCtx, id: String, _slot: Option<Slot>) {
+fn helper(shared: Arc<Shared>, ctx: MemberCtx, op: Op, id: String, _slot: Option<Slot>) {
     loop {
         let (i, bytes, raw_len) = {
             let mut q = shared.lock();
@@ -115,7 +123,7 @@ fn helper(shared: Arc<Shared>, ctx: MemberCtx, id: String, _slot: Option<Slot>) 
                 q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let result = inflate_one(&ctx, &id, &bytes, raw_len);
+        let result = inflate_one(&ctx, op, &id, &bytes, raw_len);
         drop(bytes);
         shared.lock().done.insert(i, result);
         shared.changed.notify_all();
@@ -123,7 +131,7 @@ fn helper(shared: Arc<Shared>, ctx: MemberCtx, id: String, _slot: Option<Slot>) 
 }
 
 impl InflaterResource {
-    fn new(ctx: MemberCtx, id: String) -> Self {
+    fn new(ctx: MemberCtx, op: Op, id: String) -> Self {
         let window = match ctx.pool.size() {
             1 => 1,
             n => 2 * n,
@@ -135,6 +143,7 @@ impl InflaterResource {
             }),
             threads: Vec::new(),
             ctx,
+            op,
             id,
             pushed: 0,
             taken: 0,
@@ -157,10 +166,15 @@ impl InflaterResource {
                 None => return Ok(()),
             }
         };
-        let (shared, ctx, id) = (self.shared.clone(), self.ctx.clone(), self.id.clone());
+        let (shared, ctx, op, id) = (
+            self.shared.clone(),
+            self.ctx.clone(),
+            self.op,
+            self.id.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("archiver-inflate".into())
-            .spawn(move || helper(shared, ctx, id, slot))
+            .spawn(move || helper(shared, ctx, op, id, slot))
             .map_err(|e| {
                 HostError::Store(StoreError::Io(format!(
                     "inflating members of {}: starting a helper thread: {e}",
@@ -286,7 +300,9 @@ impl HostState {
             ));
         }
         let id = self.scope.session.clone().unwrap_or_default();
-        let r = self.table.push(InflaterResource::new(ctx, id))?;
+        let r = self
+            .table
+            .push(InflaterResource::new(ctx, self.scope.op, id))?;
         self.inflaters += 1;
         Ok(Some(r))
     }
