@@ -148,6 +148,20 @@ pub(crate) fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
     Ok((secs(t.elapsed()), v))
 }
 
+/// CPU time of the whole process so far (user + system, every thread), in seconds, from
+/// `/proc/self/stat` (fields 14 and 15, in the kernel's fixed 100 Hz clock ticks).
+pub(crate) fn process_cpu_secs() -> Option<f64> {
+    let text = fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest
+        .split_whitespace()
+        .skip(11)
+        .map(|v| v.parse::<u64>().ok());
+    let (utime, stime) = (f.next()??, f.next()??);
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// The calling thread's time on a CPU and time runnable but waiting for one, in seconds
 /// (`/proc/thread-self/schedstat`).
 pub(crate) fn thread_schedstat() -> Option<(f64, f64)> {
@@ -155,4 +169,25 @@ pub(crate) fn thread_schedstat() -> Option<(f64, f64)> {
     let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
     let (cpu, wait) = (f.next()??, f.next()??);
     Some((cpu as f64 / 1e9, wait as f64 / 1e9))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_cpu_time_grows_with_work() {
+        // Spins until the process has used 50 ms more CPU (however loaded the machine is), so a
+        // parse of the wrong fields (which do not grow, or not like this) fails within 10 s.
+        let a = super::process_cpu_secs().expect("/proc/self/stat");
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut grew = 0.0;
+        while grew < 0.05 && t.elapsed().as_secs() < 10 {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            grew = super::process_cpu_secs().expect("/proc/self/stat") - a;
+        }
+        assert!(grew >= 0.05, "CPU time grew {grew} s in 10 s of spinning");
+        assert!(grew < t.elapsed().as_secs_f64() * 64.0, "{grew} s");
+    }
 }

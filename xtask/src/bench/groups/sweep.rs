@@ -6,7 +6,9 @@ use anyhow::{ensure, Result};
 
 use crate::bench::baselines::run_tool;
 use crate::bench::corpus::{copy_store, create_sweep_corpus, open_stores};
-use crate::bench::harness::{interleave, thread_schedstat, timed, Case, Group, Row, Target, Unit};
+use crate::bench::harness::{
+    interleave, process_cpu_secs, thread_schedstat, timed, Case, Group, Row, Target, Unit,
+};
 use crate::bench::{Bench, MB, MIB};
 use crate::cmd;
 
@@ -48,8 +50,9 @@ impl Bench {
         };
         let run_dir = self.dir.join("sweep-run");
         // Where the worker threads' time went, per sweep, workers = 1 and = nproc: summed
-        // [on a CPU, runnable but waiting for a CPU, wall × workers].
-        let split = std::cell::RefCell::new([[0f64; 3]; 2]);
+        // [on a CPU, runnable but waiting for a CPU, wall × workers, the whole process's CPU
+        // time (member helpers included), wall].
+        let split = std::cell::RefCell::new([[0f64; 5]; 2]);
         let this = &*self;
         let sweep = |workers: usize| -> Result<f64> {
             copy_store(&pristine, &run_dir)?;
@@ -57,6 +60,7 @@ impl Bench {
             // A worker thread's counters start at zero when the sweep spawns it, and it reports
             // progress after each session: its last report is its whole life but the exit.
             let last = std::sync::Mutex::new(std::collections::HashMap::new());
+            let cpu_before = process_cpu_secs();
             let (t, s) = timed(|| {
                 Ok(archiver.sweep(|_| {
                     if let Some(v) = thread_schedstat() {
@@ -73,6 +77,10 @@ impl Bench {
                 slot[1] += wait;
             }
             slot[2] += t * s.value.workers as f64;
+            if let (Some(a), Some(b)) = (cpu_before, process_cpu_secs()) {
+                slot[3] += b - a;
+                slot[4] += t;
+            }
             let s = s.value;
             ensure!(
                 s.archived as usize == sessions && s.bytes_archived == bytes && s.failed.is_empty(),
@@ -115,16 +123,20 @@ impl Bench {
         let share = |i: usize, k: usize| 100.0 * split[i][k] / split[i][2].max(1e-9);
         g.notes.push(format!(
             "sweep worker threads' time (Linux schedstat): workers = 1: {:.0}% on a CPU, {:.0}% \
-             runnable but waiting for a CPU, {:.0}% blocked (I/O, fsync, locks); workers = \
-             {nproc}: {:.0}% on a CPU, {:.0}% waiting for a CPU, {:.0}% blocked. Time waiting \
-             for a CPU is the other processes on the machine taking the cores. Member helper \
-             threads (large sessions' parallel members) are not in these counts",
+             runnable but waiting for a CPU, {:.0}% blocked (I/O, fsync, locks, and waiting for \
+             the member helpers of a large session); workers = {nproc}: {:.0}% on a CPU, {:.0}% \
+             waiting for a CPU, {:.0}% blocked. The whole process, member helpers included, kept \
+             {:.2} of the {nproc} cores busy on average with workers = 1 and {:.2} with workers \
+             = {nproc}. Time waiting for a CPU is the other processes on the machine taking the \
+             cores",
             share(0, 0),
             share(0, 1),
             100.0 - share(0, 0) - share(0, 1),
             share(1, 0),
             share(1, 1),
             100.0 - share(1, 0) - share(1, 1),
+            split[0][3] / split[0][4].max(1e-9),
+            split[1][3] / split[1][4].max(1e-9),
         ));
         if let (Some(w), Some(p)) = (g.rows[1].median(), g.rows[2].median()) {
             // Both are times for the same bytes: the ratio of speeds is the inverse of times.
