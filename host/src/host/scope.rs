@@ -286,6 +286,18 @@ mod tests {
         matches!(r, Err(HostError::Trap(e)) if matches!(e.downcast_ref::<HostTrap>(), Some(HostTrap::Refused { .. })))
     }
 
+    /// A helper's scope reaches no object and no archive, its own session's included.
+    fn refuses_objects_and_archives(s: &OpScope) {
+        assert!(refused(s.object("objects.get", "a", Access::Read)));
+        assert!(refused(s.list_objects("objects.list")));
+        assert!(refused(s.archive(
+            "archive-dir.open",
+            "a.jsonl.gz",
+            Access::Read
+        )));
+        assert!(s.list_archives("archive-dir.list").is_err());
+    }
+
     #[test]
     fn a_member_helper_may_only_read_its_sessions_output() {
         let s = OpScope {
@@ -298,14 +310,7 @@ mod tests {
         assert!(refused(s.file("files.append", "a", OUTPUT, Access::Write)));
         assert!(refused(s.file("files.read", "a", "outnew", Access::Read)));
         assert!(refused(s.file("files.read", "b", OUTPUT, Access::Read)));
-        assert!(refused(s.object("objects.get", "a", Access::Read)));
-        assert!(refused(s.list_objects("objects.list")));
-        assert!(refused(s.archive(
-            "archive-dir.open",
-            "a.jsonl.gz",
-            Access::Read
-        )));
-        assert!(s.list_archives("archive-dir.list").is_err());
+        refuses_objects_and_archives(&s);
     }
 
     #[test]
@@ -317,14 +322,7 @@ mod tests {
         };
         assert!(refused(s.file("files.read", "a", OUTPUT, Access::Read)));
         assert!(refused(s.file("files.stat", "a", OUTPUT, Access::Read)));
-        assert!(refused(s.object("objects.get", "a", Access::Read)));
-        assert!(refused(s.list_objects("objects.list")));
-        assert!(refused(s.archive(
-            "archive-dir.open",
-            "a.jsonl.gz",
-            Access::Read
-        )));
-        assert!(s.list_archives("archive-dir.list").is_err());
+        refuses_objects_and_archives(&s);
     }
 
     #[test]
