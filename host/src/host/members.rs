@@ -119,7 +119,7 @@ struct Member {
 
 /// Why a helper failed: a policy error goes back to the guest as a WIT error, anything else
 /// (a trap, a limit, a halt) ends the calling operation too.
-pub(crate) enum HelperError {
+enum HelperError {
     Store(StoreError),
     Trap(String),
 }
@@ -137,7 +137,7 @@ struct Work {
 }
 
 /// The scope of a member helper: reads of session `id`'s `output`, nothing else.
-pub(crate) fn helper_scope(id: &str) -> OpScope {
+fn helper_scope(id: &str) -> OpScope {
     OpScope {
         op: Op::Archive,
         session: Some(id.to_string()),
@@ -168,17 +168,30 @@ fn compress(ctx: &MemberCtx, id: &str, offset: u64, len: u64) -> Result<Member, 
                 bytes: m.bytes,
             })
         }
-        Err(ArchiverError::Policy { error, .. }) => Err(HelperError::Store(match error {
-            PolicyError::Conflict(m) => StoreError::Conflict(m),
-            PolicyError::Invalid(m) => StoreError::Invalid(m),
-            other => StoreError::Io(format!(
-                "compress-member of {id} [{offset}, +{len}): {}",
-                crate::error::describe_policy_error(&other)
-            )),
-        })),
-        Err(e) => Err(HelperError::Trap(format!(
-            "a member helper of {id} failed: {e}"
+        Err(ArchiverError::Policy {
+            error: PolicyError::Conflict(m),
+            ..
+        }) => Err(HelperError::Store(StoreError::Conflict(m))),
+        Err(ArchiverError::Policy {
+            error: PolicyError::Invalid(m),
+            ..
+        }) => Err(HelperError::Store(StoreError::Invalid(m))),
+        Err(e) => Err(helper_error(
+            &format!("compress-member of {id} [{offset}, +{len})"),
+            e,
+        )),
+    }
+}
+
+/// A helper's failure other than the verdicts its caller handles: any other policy error goes
+/// back to the guest as `io`; anything else (a trap, a limit, a halt) ends the operation.
+fn helper_error(what: &str, e: ArchiverError) -> HelperError {
+    match e {
+        ArchiverError::Policy { error, .. } => HelperError::Store(StoreError::Io(format!(
+            "{what}: {}",
+            crate::error::describe_policy_error(&error)
         ))),
+        e => HelperError::Trap(format!("the helper running {what} failed: {e}")),
     }
 }
 
@@ -398,7 +411,7 @@ fn write_all(
     })
 }
 
-pub(crate) fn helper_failure(e: HelperError) -> HostError {
+fn helper_failure(e: HelperError) -> HostError {
     match e {
         HelperError::Store(e) => HostError::Store(e),
         HelperError::Trap(msg) => HostError::Trap(wasmtime::Error::new(HostTrap::Helper(msg))),
@@ -472,15 +485,10 @@ fn verify_one(
             error: PolicyError::Corrupt(m),
             ..
         }) => Err(VerifyFail::Corrupt(format!("member {i}: {m}"))),
-        Err(ArchiverError::Policy { error, .. }) => Err(VerifyFail::Helper(HelperError::Store(
-            StoreError::Io(format!(
-                "verify-member {i} of {id}: {}",
-                crate::error::describe_policy_error(&error)
-            )),
+        Err(e) => Err(VerifyFail::Helper(helper_error(
+            &format!("verify-member {i} of {id}"),
+            e,
         ))),
-        Err(e) => Err(VerifyFail::Helper(HelperError::Trap(format!(
-            "a member verify helper of {id} failed: {e}"
-        )))),
     }
 }
 

@@ -80,8 +80,8 @@ pub enum HostTrap {
     /// The backend asked to stop at once (crash simulation in tests).
     #[error("the host halted the policy: {0}")]
     Halt(String),
-    /// A helper instance compressing one of the operation's parallel members failed (trapped,
-    /// hit a limit, was halted): the operation cannot go on either.
+    /// A helper instance compressing, verifying or inflating one of the operation's members
+    /// failed (trapped, hit a limit, was halted): the operation cannot go on either.
     #[error("{0}")]
     Helper(String),
     /// The guest misused an import (a bad resource handle).

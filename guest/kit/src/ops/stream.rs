@@ -152,7 +152,7 @@ pub fn gunzip_archive<H: Host>(
         eof: false,
     };
     input.fill(INDEX_HEADER_LEN as u64)?;
-    let mut done = Inflated::default();
+    let mut done = Delivered::default();
     if matches!(member_index(&input.buf), MemberIndex::Indexed { .. }) {
         if let Some(inflater) = h
             .start_inflate()
@@ -224,9 +224,9 @@ impl<R: ArchiveRead> ArchiveInput<'_, R> {
     }
 }
 
-/// The members inflated so far, in file order.
+/// The members handed on so far, in file order.
 #[derive(Default)]
-struct Inflated {
+struct Delivered {
     members: u32,
     raw_len: u64,
     crc32: u32,
@@ -234,7 +234,7 @@ struct Inflated {
     offset: u64,
 }
 
-impl Inflated {
+impl Delivered {
     fn summary(&self) -> DecodeSummary {
         DecodeSummary {
             members: self.members,
@@ -259,14 +259,14 @@ fn inflate_indexed<I: Inflate, R: ArchiveRead>(
     inflater: &I,
     input: &mut ArchiveInput<'_, R>,
     limit: u64,
-    done: &mut Inflated,
+    done: &mut Delivered,
     sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     // Members pushed and not yet back: (member number, offset, raw length).
     let mut queued = std::collections::VecDeque::new();
     let mut deliver = |out: members::Inflated,
                        queued: &mut std::collections::VecDeque<(u32, u64, u64)>,
-                       done: &mut Inflated|
+                       done: &mut Delivered|
      -> Result<(), Error> {
         let (no, at, raw_len) = queued.pop_front().ok_or_else(|| {
             Error::Io("the host's inflater returned a member that was never pushed".into())

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use wasmtime::component::Resource;
 
-use super::{helper_failure, HelperError, MemberCtx, Slot, MAX_MEMBER_BYTES};
+use super::{helper_error, helper_failure, HelperError, MemberCtx, Slot, MAX_MEMBER_BYTES};
 use crate::bindings::session_archiver::policy::members::{HostInflater, Inflated, InflatedMember};
 use crate::error::Op;
 use crate::error::{ArchiverError, PolicyError};
@@ -96,15 +96,7 @@ fn inflate_one(
             error: PolicyError::Corrupt(m),
             ..
         }) => Ok(Inflated::Corrupt(m)),
-        Err(ArchiverError::Policy { error, .. }) => {
-            Err(HelperError::Store(StoreError::Io(format!(
-                "inflate-member of {id}: {}",
-                crate::error::describe_policy_error(&error)
-            ))))
-        }
-        Err(e) => Err(HelperError::Trap(format!(
-            "a member inflate helper of {id} failed: {e}"
-        ))),
+        Err(e) => Err(helper_error(&format!("inflate-member of {id}"), e)),
     }
 }
 
