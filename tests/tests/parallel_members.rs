@@ -199,3 +199,58 @@ fn restore_and_export_inflate_indexed_members_on_helpers_and_a_damaged_one_is_co
         "still archived"
     );
 }
+
+#[test]
+fn each_member_helper_keeps_one_instance_for_all_the_members_it_takes() {
+    // Guards the helpers' instance reuse: a fresh instance per member faulted in new linear
+    // memory for every 4 MiB and cost a tenth of a restore's CPU.
+    use session_archiver_testkit::{policy_path, tight_runtime};
+    let host = MockHost::new();
+    host.session("s").idle_days(10).lines(3000).create();
+    let original = host.output("s").expect("output");
+    // A runtime of its own, so its instance count is this test's alone.
+    let runtime = tight_runtime(256 << 20, 600_000, None);
+    let policy = runtime.load_file(&policy_path("inactivity")).expect("load");
+    let a = Archiver::new(
+        host.stores(),
+        runtime.clone(),
+        policy,
+        ArchiverOptions {
+            config: r#"{"parallel_min_bytes":1,"member_bytes":65536}"#.to_string(),
+            workers: Some(2),
+            locks: SessionLocks::in_process(),
+        },
+    )
+    .expect("archiver");
+    let made = || runtime.instances_made();
+
+    let before = made();
+    a.archive("s").expect("archive");
+    let members = member_starts(&host.archive_bytes("s.jsonl.gz").expect("archive")).len() as u64;
+    assert!(members >= 6, "{members} members");
+    // The operation's own, then up to 2 compress helpers and up to 2 verify helpers.
+    let archive = made() - before;
+    assert!(
+        archive <= 5,
+        "archive of {members} members made {archive} instances"
+    );
+
+    let before = made();
+    let mut out = Vec::new();
+    a.export("s", &mut out).expect("export");
+    assert!(out == original);
+    let export = made() - before;
+    assert!(
+        export <= 3,
+        "export of {members} members made {export} instances"
+    );
+
+    let before = made();
+    a.restore("s").expect("restore");
+    assert!(host.output("s").as_ref() == Some(&original), "restored");
+    let restore = made() - before;
+    assert!(
+        restore <= 3,
+        "restore of {members} members made {restore} instances"
+    );
+}

@@ -27,7 +27,7 @@ use super::{HostError, HostState, HostTrap, Stores, MAX_CHUNK_BYTES};
 use crate::bindings::session_archiver::policy::members::{Host, MemberWritten};
 use crate::error::{ArchiverError, Op, PolicyError};
 use crate::policy::LoadedPolicy;
-use crate::runtime::Runtime;
+use crate::runtime::{HelperInstance, Runtime};
 use crate::store::StoreError;
 
 /// Largest `member-bytes` (the WIT limit): a member comes back to the host in one list.
@@ -145,17 +145,17 @@ fn helper_scope(id: &str) -> OpScope {
     }
 }
 
-/// Runs `compress-member` for `[offset, offset + len)` on a fresh instance.
-fn compress(ctx: &MemberCtx, id: &str, offset: u64, len: u64) -> Result<Member, HelperError> {
-    let result = ctx.runtime.run_scoped(
-        &ctx.policy,
-        &ctx.stores,
-        helper_scope(id),
-        Some(id),
-        |g, s| g.call_compress_member(s, &ctx.config, id, offset, len),
-    );
+/// Runs `compress-member` for `[offset, offset + len)` on the helper's instance.
+fn compress(
+    inst: &mut HelperInstance<'_>,
+    ctx: &MemberCtx,
+    id: &str,
+    offset: u64,
+    len: u64,
+) -> Result<Member, HelperError> {
+    let result = inst.call(|g, s| g.call_compress_member(s, &ctx.config, id, offset, len));
     match result {
-        Ok((m, _)) => {
+        Ok(m) => {
             if m.raw_len != len {
                 return Err(HelperError::Store(StoreError::Io(format!(
                     "compress-member of {id} [{offset}, +{len}) reported {} bytes",
@@ -297,29 +297,33 @@ fn write_all(
     let lock = || work.lock().unwrap_or_else(|e| e.into_inner());
 
     // One helper: claims the next member inside the window, compresses it, hands it over.
-    let helper = |_slot: Option<Slot>| loop {
-        let i = {
+    let helper = |_slot: Option<Slot>| {
+        let mut inst =
+            HelperInstance::new(&ctx.runtime, &ctx.policy, &ctx.stores, helper_scope(id));
+        loop {
+            let i = {
+                let mut g = lock();
+                loop {
+                    if g.stop || g.next >= ranges.len() {
+                        return;
+                    }
+                    if g.next < g.written + window {
+                        break;
+                    }
+                    g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                g.next += 1;
+                g.next - 1
+            };
+            let (o, len) = ranges.get(i);
+            let result = compress(&mut inst, ctx, id, o, len);
             let mut g = lock();
-            loop {
-                if g.stop || g.next >= ranges.len() {
-                    return;
-                }
-                if g.next < g.written + window {
-                    break;
-                }
-                g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            if result.is_err() {
+                g.stop = true;
             }
-            g.next += 1;
-            g.next - 1
-        };
-        let (o, len) = ranges.get(i);
-        let result = compress(ctx, id, o, len);
-        let mut g = lock();
-        if result.is_err() {
-            g.stop = true;
+            g.done.insert(i, result);
+            changed.notify_all();
         }
-        g.done.insert(i, result);
-        changed.notify_all();
     };
 
     std::thread::scope(|scope| {
@@ -462,9 +466,10 @@ struct Checks {
     failed: Option<VerifyFail>,
 }
 
-/// Runs `verify-member` for one member on a fresh instance (it needs no imports: the scope
-/// allows nothing but reads of the session's output).
+/// Runs `verify-member` for one member on the helper's instance (it needs no imports: the
+/// scope allows nothing but reads of the session's output).
 fn verify_one(
+    inst: &mut HelperInstance<'_>,
     ctx: &MemberCtx,
     id: &str,
     i: usize,
@@ -472,15 +477,9 @@ fn verify_one(
     raw_len: u64,
     crc32: u32,
 ) -> Result<(), VerifyFail> {
-    let result = ctx.runtime.run_scoped(
-        &ctx.policy,
-        &ctx.stores,
-        helper_scope(id),
-        Some(id),
-        |g, s| g.call_verify_member(s, &ctx.config, &bytes, raw_len, crc32),
-    );
+    let result = inst.call(|g, s| g.call_verify_member(s, &ctx.config, &bytes, raw_len, crc32));
     match result {
-        Ok(((), _)) => Ok(()),
+        Ok(()) => Ok(()),
         Err(ArchiverError::Policy {
             error: PolicyError::Corrupt(m),
             ..
@@ -549,30 +548,34 @@ impl HostState {
         });
         let changed = Condvar::new();
         let lock = || checks.lock().unwrap_or_else(|e| e.into_inner());
-        let helper = |_slot: Option<Slot>| loop {
-            let (i, bytes, raw_len, crc) = {
+        let helper = |_slot: Option<Slot>| {
+            let mut inst =
+                HelperInstance::new(&ctx.runtime, &ctx.policy, &ctx.stores, helper_scope(&id));
+            loop {
+                let (i, bytes, raw_len, crc) = {
+                    let mut g = lock();
+                    loop {
+                        if g.failed.is_some() {
+                            return;
+                        }
+                        if let Some(job) = g.pending.pop_front() {
+                            g.in_flight += 1;
+                            break job;
+                        }
+                        if g.closed {
+                            return;
+                        }
+                        g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                let result = verify_one(&mut inst, &ctx, &id, i, bytes, raw_len, crc);
                 let mut g = lock();
-                loop {
-                    if g.failed.is_some() {
-                        return;
-                    }
-                    if let Some(job) = g.pending.pop_front() {
-                        g.in_flight += 1;
-                        break job;
-                    }
-                    if g.closed {
-                        return;
-                    }
-                    g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
+                g.in_flight -= 1;
+                if let Err(e) = result {
+                    g.failed.get_or_insert(e);
                 }
-            };
-            let result = verify_one(&ctx, &id, i, bytes, raw_len, crc);
-            let mut g = lock();
-            g.in_flight -= 1;
-            if let Err(e) = result {
-                g.failed.get_or_insert(e);
+                changed.notify_all();
             }
-            changed.notify_all();
         };
         std::thread::scope(|scope| {
             scope.spawn(|| helper(None));

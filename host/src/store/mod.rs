@@ -7,6 +7,7 @@ pub mod block_json;
 pub mod memory;
 pub mod sqlite_files;
 pub mod sqlite_objects;
+mod wal_checkpointer;
 
 use serde_json::{Map, Value};
 

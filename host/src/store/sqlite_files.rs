@@ -15,6 +15,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sqlite_objects::{is_constraint, open_connection};
+use super::wal_checkpointer::{WalCheckpointer, BACKSTOP_PAGES};
 use super::{
     Clock, FileOpts, FileStat, FileStore, Meta, StoreError, SystemClock, MAX_CHUNK, SCRATCH_FILE,
 };
@@ -22,10 +23,13 @@ use super::{
 /// Bytes per row of `db_file_data` (Wave's `DefaultPartDataSize`).
 pub const PART_SIZE: u64 = 64 * 1024;
 
-/// `filestore.db` behind one connection.
+/// `filestore.db` behind one connection, and a second one that checkpoints its WAL.
 pub struct SqliteFiles {
     conn: Mutex<Connection>,
     clock: Arc<dyn Clock>,
+    /// `None` on a read-only store, or where the thread could not start (the writer's own
+    /// autocheckpoint then does all the work, at SQLite's default interval).
+    wal: Option<WalCheckpointer>,
 }
 
 impl std::fmt::Debug for SqliteFiles {
@@ -351,9 +355,20 @@ impl SqliteFiles {
                  PRIMARY KEY(zoneid, name, partidx)
              );",
         )?;
+        let wal = match WalCheckpointer::start(path.as_ref()) {
+            Ok(wal) => {
+                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
+                Some(wal)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpointing the WAL on the writing thread instead");
+                None
+            }
+        };
         Ok(Self {
             conn: Mutex::new(conn),
             clock,
+            wal,
         })
     }
 
@@ -459,25 +474,14 @@ impl FileStore for SqliteFiles {
                 data.len()
             )));
         }
-        let mut conn = self.lock();
-        if name == SCRATCH_FILE {
-            // The restore scratch file pays for durability once, at the rename that publishes
-            // it. This connection runs in WAL mode: a commit appends its frames to the WAL, and
-            // at `synchronous = NORMAL` it is not fsynced. The publishing rename commits at FULL
-            // on this same connection, which fsyncs the WAL *file* after appending its own
-            // frames, so every frame written before it (these appends) reaches the disk with it;
-            // and a WAL commit frame is only valid on replay if every frame before it since the
-            // WAL header checksums (the checksums are chained), so a committed rename can never
-            // come back without the scratch parts it renames. A checkpoint in between copies
-            // frames into the database only after syncing the WAL (NORMAL keeps that sync; OFF
-            // would not, which is why it is not used). A crash before the rename may lose the
-            // last scratch appends: recovery deletes the scratch file anyway (restore intent).
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            let result = append_parts(&mut conn, &*self.clock, zone, name, data);
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            return result;
+        if let Some(wal) = &self.wal {
+            wal.before_append();
         }
-        append_parts(&mut conn, &*self.clock, zone, name, data)
+        let result = self.append_now(zone, name, data);
+        if let (Some(wal), Ok(_)) = (&self.wal, &result) {
+            wal.appended(data.len() as u64);
+        }
+        result
     }
 
     /// Besides the stat, the file's parts must agree with its size (`check_parts`), so a
@@ -618,6 +622,29 @@ impl FileStore for SqliteFiles {
 }
 
 impl SqliteFiles {
+    /// [`FileStore::append`] itself, under the connection's lock.
+    fn append_now(&self, zone: &str, name: &str, data: &[u8]) -> Result<FileStat, StoreError> {
+        let mut conn = self.lock();
+        if name == SCRATCH_FILE {
+            // The restore scratch file pays for durability once, at the rename that publishes
+            // it. This connection runs in WAL mode: a commit appends its frames to the WAL, and
+            // at `synchronous = NORMAL` it is not fsynced. The publishing rename commits at FULL
+            // on this same connection, which fsyncs the WAL *file* after appending its own
+            // frames, so every frame written before it (these appends) reaches the disk with it;
+            // and a WAL commit frame is only valid on replay if every frame before it since the
+            // WAL header checksums (the checksums are chained), so a committed rename can never
+            // come back without the scratch parts it renames. A checkpoint in between copies
+            // frames into the database only after syncing the WAL (NORMAL keeps that sync; OFF
+            // would not, which is why it is not used). A crash before the rename may lose the
+            // last scratch appends: recovery deletes the scratch file anyway (restore intent).
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let result = append_parts(&mut conn, &*self.clock, zone, name, data);
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            return result;
+        }
+        append_parts(&mut conn, &*self.clock, zone, name, data)
+    }
+
     /// Opens an existing file store read-only (see `SqliteObjects::open_read_only`); its clock
     /// is never used, since nothing is written.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -625,6 +652,7 @@ impl SqliteFiles {
         Ok(Self {
             conn: Mutex::new(conn),
             clock: Arc::new(SystemClock),
+            wal: None,
         })
     }
 }
@@ -673,5 +701,57 @@ mod tests {
         }
         assert_eq!(got, data);
         assert!(reopened.stat("z", SCRATCH_FILE).unwrap().is_none());
+    }
+
+    #[test]
+    fn appends_are_checkpointed_on_the_wal_thread_and_the_wal_stays_bounded() {
+        use crate::store::wal_checkpointer::{CHECKPOINT_EVERY, WAL_BOUND};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("filestore.db");
+        let wal_path = dir.path().join("filestore.db-wal");
+        let files = SqliteFiles::open(&path).unwrap();
+        let autocheckpoint: u32 = files
+            .lock()
+            .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+            .unwrap();
+        assert_eq!(autocheckpoint, BACKSTOP_PAGES);
+        files.create("z", "output", FileOpts::default()).unwrap();
+        // Distinct bytes in every chunk, so no two parts are alike.
+        let chunk = |k: u32| -> Vec<u8> {
+            (0..MAX_CHUNK as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) ^ k) as u8)
+                .collect()
+        };
+        // Made first: the appends come back to back, as a restore's do.
+        let chunks: Vec<Vec<u8>> = (0..(2 * WAL_BOUND + CHECKPOINT_EVERY) / MAX_CHUNK as u64)
+            .map(|k| chunk(k as u32))
+            .collect();
+        let mut largest_wal = 0;
+        for c in &chunks {
+            files.append("z", "output", c).unwrap();
+            largest_wal = largest_wal.max(std::fs::metadata(&wal_path).unwrap().len());
+        }
+        let k = chunks.len() as u64;
+        let finished = files.wal.as_ref().unwrap().finished();
+        assert!(
+            finished >= 2,
+            "{finished} checkpoints ran on the WAL thread"
+        );
+        // Without the bound the WAL grows with every append (the writer never sees it all
+        // copied): here to the whole 36 MiB written.
+        assert!(
+            largest_wal <= WAL_BOUND + 2 * MAX_CHUNK as u64,
+            "the WAL reached {largest_wal} bytes"
+        );
+        assert_eq!(
+            files.stat("z", "output").unwrap().unwrap().size,
+            k * MAX_CHUNK as u64
+        );
+        drop(files);
+        let reopened = SqliteFiles::open(&path).unwrap();
+        let last = reopened
+            .read("z", "output", (k - 1) * MAX_CHUNK as u64, 65_536)
+            .unwrap();
+        assert_eq!(last, chunk(k as u32 - 1)[..65_536]);
     }
 }

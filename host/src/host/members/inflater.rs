@@ -22,6 +22,7 @@ use crate::error::Op;
 use crate::error::{ArchiverError, PolicyError};
 use crate::host::scope::{OpScope, Scope};
 use crate::host::{HostError, HostState};
+use crate::runtime::HelperInstance;
 use crate::store::StoreError;
 
 /// Largest member the guest may push: a [`MAX_MEMBER_BYTES`] member stored uncompressed, with
@@ -65,30 +66,30 @@ impl Shared {
     }
 }
 
-/// Runs `inflate-member` on a fresh instance that may touch no store.
+/// The scope of an inflate helper: no store at all.
+fn inflate_scope(op: Op, id: &str) -> OpScope {
+    OpScope {
+        op,
+        session: Some(id.to_string()),
+        scope: Scope::Inflate(id.to_string()),
+    }
+}
+
+/// Runs `inflate-member` on the helper's instance.
 fn inflate_one(
+    inst: &mut HelperInstance<'_>,
     ctx: &MemberCtx,
-    op: Op,
     id: &str,
     bytes: &[u8],
     raw_len: u64,
 ) -> Result<Inflated, HelperError> {
-    let scope = OpScope {
-        op,
-        session: Some(id.to_string()),
-        scope: Scope::Inflate(id.to_string()),
-    };
-    let result = ctx
-        .runtime
-        .run_scoped(&ctx.policy, &ctx.stores, scope, Some(id), |g, s| {
-            g.call_inflate_member(s, &ctx.config, bytes, raw_len)
-        });
+    let result = inst.call(|g, s| g.call_inflate_member(s, &ctx.config, bytes, raw_len));
     match result {
-        Ok((m, _)) if m.bytes.len() as u64 == raw_len => Ok(Inflated::Member(InflatedMember {
+        Ok(m) if m.bytes.len() as u64 == raw_len => Ok(Inflated::Member(InflatedMember {
             bytes: m.bytes,
             crc32: m.crc32,
         })),
-        Ok((m, _)) => Err(HelperError::Store(StoreError::Io(format!(
+        Ok(m) => Err(HelperError::Store(StoreError::Io(format!(
             "inflate-member of {id} gave {} bytes for a member of {raw_len}",
             m.bytes.len()
         )))),
@@ -102,6 +103,12 @@ fn inflate_one(
 
 /// A helper thread: takes pending members until the inflater is dropped.
 fn helper(shared: Arc<Shared>, ctx: MemberCtx, op: Op, id: String, _slot: Option<Slot>) {
+    let mut inst = HelperInstance::new(
+        &ctx.runtime,
+        &ctx.policy,
+        &ctx.stores,
+        inflate_scope(op, &id),
+    );
     loop {
         let (i, bytes, raw_len) = {
             let mut q = shared.lock();
@@ -115,7 +122,7 @@ fn helper(shared: Arc<Shared>, ctx: MemberCtx, op: Op, id: String, _slot: Option
                 q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let result = inflate_one(&ctx, op, &id, &bytes, raw_len);
+        let result = inflate_one(&mut inst, &ctx, &id, &bytes, raw_len);
         drop(bytes);
         shared.lock().done.insert(i, result);
         shared.changed.notify_all();
