@@ -228,10 +228,11 @@ fn each_member_helper_keeps_one_instance_for_all_the_members_it_takes() {
     a.archive("s").expect("archive");
     let members = member_starts(&host.archive_bytes("s.jsonl.gz").expect("archive")).len() as u64;
     assert!(members >= 6, "{members} members");
-    // The operation's own, then up to 2 compress helpers and up to 2 verify helpers.
+    // The operation's own and up to 2 helpers, which verify each member they compress; the
+    // read-back then only compares bytes, on no helper.
     let archive = made() - before;
     assert!(
-        archive <= 5,
+        archive <= 3,
         "archive of {members} members made {archive} instances"
     );
 

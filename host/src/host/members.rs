@@ -110,6 +110,16 @@ pub struct MemberCtx {
     pub pool: Arc<WorkerPool>,
 }
 
+/// A member `write-members` appended: it was inflated by the policy's `verify-member` as soon as
+/// it was compressed (on the helper that compressed it, while the others compress theirs), so
+/// the read-back of `verify-members` only has to find the same bytes in the file.
+#[derive(Debug, Clone)]
+pub(crate) struct WrittenMember {
+    member: MemberWritten,
+    /// CRC-32 of the member's gzip bytes as appended.
+    gz_crc32: u32,
+}
+
 /// One compressed member.
 struct Member {
     raw_len: u64,
@@ -236,7 +246,11 @@ impl Host for HostState {
                 end,
                 member: member_bytes,
             };
-            write_all(s, &w, &ctx, &id, &ranges)
+            let written = write_all(s, &w, &ctx, &id, &ranges)?;
+            let name = s.table.get(&w)?.name().to_string();
+            let out = written.iter().map(|m| m.member).collect();
+            s.written.entry(name).or_default().extend(written);
+            Ok(out)
         })
     }
 
@@ -279,7 +293,7 @@ fn write_all(
     ctx: &MemberCtx,
     id: &str,
     ranges: &Ranges,
-) -> Result<Vec<MemberWritten>, HostError> {
+) -> Result<Vec<WrittenMember>, HostError> {
     // How far helpers may run ahead of the member being written. With one worker, one member
     // at a time: compress, write, compress, ... (the store calls then come in one fixed order,
     // which the fault and crash sweeps rely on).
@@ -316,7 +330,9 @@ fn write_all(
                 g.next - 1
             };
             let (o, len) = ranges.get(i);
-            let result = compress(&mut inst, ctx, id, o, len);
+            let result = compress(&mut inst, ctx, id, o, len)
+                .map(|m| tamper(i, m))
+                .and_then(|m| verified(&mut inst, ctx, id, i, m));
             let mut g = lock();
             if result.is_err() {
                 g.stop = true;
@@ -378,10 +394,13 @@ fn write_all(
                 failure = Some(e);
                 break;
             }
-            out.push(MemberWritten {
-                raw_len: member.raw_len,
-                crc32: member.crc32,
-                gz_len: member.bytes.len() as u64,
+            out.push(WrittenMember {
+                member: MemberWritten {
+                    raw_len: member.raw_len,
+                    crc32: member.crc32,
+                    gz_len: member.bytes.len() as u64,
+                },
+                gz_crc32: crc32fast::hash(&member.bytes),
             });
             let mut g = lock();
             g.written += 1;
@@ -413,6 +432,45 @@ fn write_all(
             ))))
         }
     })
+}
+
+/// Test seam (feature `fault-hooks`): when set, called with each member's index and bytes after
+/// `compress-member` and before `verify-member`.
+#[cfg(feature = "fault-hooks")]
+pub static TAMPER_MEMBER: Mutex<Option<Tamper>> = Mutex::new(None);
+
+/// What [`TAMPER_MEMBER`] holds: member index, member bytes.
+#[cfg(feature = "fault-hooks")]
+pub type Tamper = fn(usize, &mut Vec<u8>);
+
+#[cfg(feature = "fault-hooks")]
+fn tamper(i: usize, mut m: Member) -> Member {
+    if let Some(f) = *TAMPER_MEMBER.lock().unwrap_or_else(|e| e.into_inner()) {
+        f(i, &mut m.bytes);
+    }
+    m
+}
+
+#[cfg(not(feature = "fault-hooks"))]
+fn tamper(_: usize, m: Member) -> Member {
+    m
+}
+
+/// Checks a member just compressed with the policy's `verify-member`, before it is written.
+fn verified(
+    inst: &mut HelperInstance<'_>,
+    ctx: &MemberCtx,
+    id: &str,
+    i: usize,
+    m: Member,
+) -> Result<Member, HelperError> {
+    match verify_one(inst, ctx, id, i, &m.bytes, m.raw_len, m.crc32) {
+        Ok(()) => Ok(m),
+        Err(VerifyFail::Corrupt(why)) => Err(HelperError::Store(StoreError::Io(format!(
+            "compress-member of {id} made a member that does not verify: {why}"
+        )))),
+        Err(VerifyFail::Helper(e)) => Err(e),
+    }
 }
 
 fn helper_failure(e: HelperError) -> HostError {
@@ -473,11 +531,11 @@ fn verify_one(
     ctx: &MemberCtx,
     id: &str,
     i: usize,
-    bytes: Vec<u8>,
+    bytes: &[u8],
     raw_len: u64,
     crc32: u32,
 ) -> Result<(), VerifyFail> {
-    let result = inst.call(|g, s| g.call_verify_member(s, &ctx.config, &bytes, raw_len, crc32));
+    let result = inst.call(|g, s| g.call_verify_member(s, &ctx.config, bytes, raw_len, crc32));
     match result {
         Ok(()) => Ok(()),
         Err(ArchiverError::Policy {
@@ -512,6 +570,36 @@ fn read_exact(
 }
 
 impl HostState {
+    /// The read-back of members this operation wrote and verified as it compressed them: the
+    /// file must hold exactly their bytes (each member's CRC-32 against the one taken as it was
+    /// appended), in order, and nothing after.
+    fn read_back_written(
+        &mut self,
+        name: &str,
+        written: &[WrittenMember],
+    ) -> Result<Option<String>, HostError> {
+        let mut reader = self.stores.archive_dir.open(name)?;
+        for (i, w) in written.iter().enumerate() {
+            let bytes = read_exact(self, reader.as_mut(), w.member.gz_len)?;
+            if (bytes.len() as u64) < w.member.gz_len {
+                return Ok(Some(format!("the file ends inside member {i}")));
+            }
+            let got = crc32fast::hash(&bytes);
+            if got != w.gz_crc32 {
+                return Ok(Some(format!(
+                    "member {i} reads back other bytes than were written (CRC-32 of its {} \
+                     bytes {got:#010x}, written {:#010x})",
+                    w.member.gz_len, w.gz_crc32
+                )));
+            }
+        }
+        if read_exact(self, reader.as_mut(), 1)?.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some("bytes follow the last member".to_string()))
+        }
+    }
+
     /// `members.verify-members`: see the WIT.
     fn verify_members_impl(
         &mut self,
@@ -531,6 +619,17 @@ impl HostState {
                 "verify of {name}: parallel members are only available to archive"
             ))
         })?;
+        if let Some(written) = self.written.get(name) {
+            let same = written.len() == members.len()
+                && written.iter().zip(members).all(|(w, m)| {
+                    (w.member.raw_len, w.member.crc32, w.member.gz_len)
+                        == (m.raw_len, m.crc32, m.gz_len)
+                });
+            if same {
+                let written = written.clone();
+                return self.read_back_written(name, &written);
+            }
+        }
         let id = name
             .strip_suffix(super::scope::ARCHIVE_SUFFIX)
             .unwrap_or(name)
@@ -568,7 +667,7 @@ impl HostState {
                         g = changed.wait(g).unwrap_or_else(|e| e.into_inner());
                     }
                 };
-                let result = verify_one(&mut inst, &ctx, &id, i, bytes, raw_len, crc);
+                let result = verify_one(&mut inst, &ctx, &id, i, &bytes, raw_len, crc);
                 let mut g = lock();
                 g.in_flight -= 1;
                 if let Err(e) = result {

@@ -317,6 +317,9 @@ pub struct HostState {
     pub(crate) members: Option<members::MemberCtx>,
     /// `members.inflater`s the guest holds (at most one).
     pub(crate) inflaters: usize,
+    /// What `members.write-members` appended, by archive name (see
+    /// [`members::WrittenMember`]).
+    pub(crate) written: HashMap<String, Vec<members::WrittenMember>>,
 }
 
 impl HostState {
@@ -339,6 +342,7 @@ impl HostState {
             listed: HashMap::new(),
             members: None,
             inflaters: 0,
+            written: HashMap::new(),
         }
     }
 
