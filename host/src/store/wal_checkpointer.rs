@@ -136,7 +136,18 @@ impl Drop for WalCheckpointer {
     }
 }
 
+/// Marks the thread gone however it ends, so an append waiting for it never waits forever.
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.changed.notify_all();
+    }
+}
+
 fn run(conn: Connection, shared: &Shared, label: &str) {
+    let _gone = Gone(shared);
     loop {
         let target = {
             let mut st = shared.lock();
