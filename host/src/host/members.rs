@@ -1,9 +1,11 @@
 //! `session-archiver:policy/members`: one large session's archive compressed on several cores.
 //!
 //! The guest's `archive` keeps the whole protocol and hands the host one range of `output`; the
-//! host splits it into members and runs the policy's own `compress-member` export on fresh
-//! instances (each scoped to reading that session's `output` only), on up to the archiver's
-//! worker count of threads at once, and appends the members in order to the guest's writer.
+//! host splits it into members and runs the policy's own `compress-member` export on helper
+//! instances (each scoped to reading that session's `output` only, each kept by its thread for
+//! the members it takes), on up to the archiver's worker count of threads at once. Each helper
+//! checks the member it made with `verify-member` right away, and the host appends the members
+//! in order to the guest's writer; the read-back after the commit then only compares bytes.
 //!
 //! Scheduling shares one [`WorkerPool`] with the sweep: every archive operation holds one slot
 //! while it runs, and its member helpers run on that slot plus whatever slots are free when a

@@ -5,8 +5,9 @@
 //! (the gzip framing stays in the policy); the host only schedules. Helper threads start on
 //! demand: the first one runs on the calling operation's own account, more only on slots of the
 //! shared [`WorkerPool`](super::WorkerPool) that are free when a member is pushed (never a
-//! blocking wait), up to the pool's size. A helper instance gets no store access at all
-//! ([`Scope::Inflate`]): it inflates the bytes it is handed. Memory stays bounded by the window: at most `2 × workers`
+//! blocking wait), up to the pool's size. Each helper thread keeps one instance for the members
+//! it takes ([`HelperInstance`]); it gets no store access at all ([`Scope::Inflate`]): it
+//! inflates the bytes it is handed. Memory stays bounded by the window: at most `2 × workers`
 //! members (one with one worker, so the calls then come in one fixed order) are queued, in
 //! flight or done and not yet taken.
 
