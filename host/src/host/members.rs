@@ -115,7 +115,7 @@ pub struct MemberCtx {
 /// A member `write-members` appended: it was inflated by the policy's `verify-member` as soon as
 /// it was compressed (on the helper that compressed it, while the others compress theirs), so
 /// the read-back of `verify-members` only has to find the same bytes in the file.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct WrittenMember {
     member: MemberWritten,
     /// CRC-32 of the member's gzip bytes as appended.
@@ -621,14 +621,13 @@ impl HostState {
                 "verify of {name}: parallel members are only available to archive"
             ))
         })?;
-        if let Some(written) = self.written.get(name) {
+        if let Some(written) = self.written.remove(name) {
             let same = written.len() == members.len()
                 && written.iter().zip(members).all(|(w, m)| {
                     (w.member.raw_len, w.member.crc32, w.member.gz_len)
                         == (m.raw_len, m.crc32, m.gz_len)
                 });
             if same {
-                let written = written.clone();
                 return self.read_back_written(name, &written);
             }
         }

@@ -738,7 +738,7 @@ mod tests {
             "{finished} checkpoints ran on the WAL thread"
         );
         // Without the bound the WAL grows with every append (the writer never sees it all
-        // copied): here to the whole 36 MiB written.
+        // copied): to 34 MB of the 36 MiB written when that was tried.
         assert!(
             largest_wal <= WAL_BOUND + 2 * MAX_CHUNK as u64,
             "the WAL reached {largest_wal} bytes"
